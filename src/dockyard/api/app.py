@@ -1,0 +1,36 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from dockyard import __version__
+from dockyard.api import errors
+from dockyard.api.routes import apps, configuration, operations, users
+from dockyard.api.schemas import Health
+from dockyard.services.context import Platform
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # Sync routes and store calls run in this pool; log followers hold none.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = 100
+    yield
+
+
+def create_api(platform: Platform) -> FastAPI:
+    api = FastAPI(title="Dockyard", version=__version__, lifespan=_lifespan)
+    api.state.platform = platform
+    errors.install(api)
+
+    @api.get("/healthz", tags=["health"])
+    def healthz() -> Health:
+        return Health(status="ok", version=__version__)
+
+    for module in (users, apps, configuration, operations):
+        api.include_router(module.router)
+    return api

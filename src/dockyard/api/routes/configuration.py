@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from dockyard.api.deps import CurrentUser, PlatformDep
+from dockyard.api.schemas import ConfigChangeIn, ConfigOut, ConfigValueOut, OperationOut
+from dockyard.domain.configuration import ConfigChange, is_secret
+from dockyard.services import configuration
+
+router = APIRouter(tags=["configuration"])
+
+
+@router.get("/apps/{handle}/configuration")
+def show(handle: str, platform: PlatformDep, user: CurrentUser, reveal: bool = False) -> ConfigOut:
+    config = configuration.current(platform, user, handle, reveal=reveal)
+    return ConfigOut(
+        version=config.version,
+        values=config.values,
+        masked=not reveal and any(is_secret(k) for k in config.values),
+    )
+
+
+@router.get("/apps/{handle}/configuration/{key}")
+def get_value(
+    handle: str, key: str, platform: PlatformDep, user: CurrentUser, reveal: bool = False
+) -> ConfigValueOut:
+    value = configuration.get(platform, user, handle, key, reveal=reveal)
+    return ConfigValueOut(key=key, value=value, masked=not reveal and is_secret(key))
+
+
+@router.post("/apps/{handle}/configuration", status_code=202)
+def change(
+    handle: str, body: ConfigChangeIn, platform: PlatformDep, user: CurrentUser
+) -> OperationOut:
+    requested = ConfigChange(set=body.set, unset=frozenset(body.unset))
+    return OperationOut.of(configuration.change(platform, user, handle, requested))
+
+
+@router.get("/apps/{handle}/configuration-versions")
+def versions(handle: str, platform: PlatformDep, user: CurrentUser) -> list[int]:
+    return configuration.history(platform, user, handle)

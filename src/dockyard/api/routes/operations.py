@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.deps import CurrentUser, PlatformDep
+from dockyard.api.schemas import LogEvent, LogLineOut, OperationOut
+from dockyard.domain import records
+from dockyard.services import apps, operations
+from dockyard.services.context import Platform
+
+router = APIRouter(tags=["operations"])
+
+# Followers poll the store this often too, for operations run by other processes.
+FOLLOW_POLL_SECONDS = 0.5
+
+
+@router.get("/apps/{handle}/operations")
+def list_operations(handle: str, platform: PlatformDep, user: CurrentUser) -> list[OperationOut]:
+    app = apps.find(platform, user, handle)
+    return [OperationOut.of(o) for o in operations.list_for_app(platform, app)]
+
+
+@router.get("/operations/{operation_id}")
+def show_operation(operation_id: int, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+    return OperationOut.of(operations.find(platform, user, operation_id))
+
+
+@router.post("/operations/{operation_id}/cancel")
+def cancel_operation(operation_id: int, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+    return OperationOut.of(operations.cancel(platform, user, operation_id))
+
+
+@router.get(
+    "/operations/{operation_id}/logs",
+    response_model=list[LogLineOut],
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+def operation_logs(
+    operation_id: int,
+    platform: PlatformDep,
+    user: CurrentUser,
+    after: int = 0,
+    follow: bool = False,
+) -> list[LogLineOut] | StreamingResponse:
+    """The operation's log; with ``follow``, NDJSON ``LogEvent``s until it ends."""
+    operation = operations.find(platform, user, operation_id)
+    if follow:
+        return StreamingResponse(
+            _follow(platform, operation, after), media_type="application/x-ndjson"
+        )
+    return [_line(line) for line in operations.logs(platform, operation, after)]
+
+
+def _line(line: records.LogLine) -> LogLineOut:
+    return LogLineOut(id=line.id, at=line.at, line=line.line)
+
+
+async def _follow(
+    platform: Platform, operation: records.Operation, after: int
+) -> AsyncIterator[bytes]:
+    while True:
+        # Listen before reading so a change between the two is not missed.
+        changed = platform.events.listen()
+        try:
+            current = await run_in_threadpool(platform.store.get_operation, operation.id)
+            lines = await run_in_threadpool(operations.logs, platform, operation, after)
+            for line in lines:
+                after = line.id
+                event = LogEvent(kind="log", id=line.id, at=line.at, line=line.line)
+                yield event.model_dump_json(exclude_none=True).encode() + b"\n"
+            if current is None or current.status.finished:
+                final = current or operation
+                end = LogEvent(kind="end", operation=OperationOut.of(final))
+                yield end.model_dump_json(exclude_none=True).encode() + b"\n"
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), FOLLOW_POLL_SECONDS)
+            except TimeoutError:
+                pass
+        finally:
+            platform.events.forget(changed)

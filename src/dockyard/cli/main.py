@@ -1,0 +1,418 @@
+"""The command tree. ``main(args, env)`` runs one command and returns its exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from dockyard import __version__
+from dockyard.cli.client import ApiError, Client
+from dockyard.cli.environment import Environment, ExitCode
+from dockyard.domain.configuration import ConfigChange
+from dockyard.domain.errors import InvalidInput
+from dockyard.cli.output import echo, output_option, print_json, short_time, table
+
+
+@dataclass
+class Session:
+    env: Environment
+    _client: Client | None = field(default=None, init=False)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.env.api_url(), self.env.api_token())
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+pass_session = click.make_pass_decorator(Session)
+
+app_option = click.option(
+    "--app", "-a", "app", required=True, envvar="DOCKYARD_APP", help="The app's handle."
+)
+detach_option = click.option(
+    "--detach", is_flag=True, help="Print the operation's id and return without waiting."
+)
+reveal_option = click.option("--reveal", is_flag=True, help="Show secret values in clear.")
+
+
+class OperationFailed(Exception):
+    pass
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dockyard")
+def cli() -> None:
+    """Dockyard: deploy apps from git pushes and private registry images."""
+
+
+# --- session ---
+
+
+@cli.command()
+@click.option("--url", required=True, help="The server's URL, e.g. http://127.0.0.1:8800.")
+@click.option("--token", required=True, help="Your API token.")
+@pass_session
+def login(session: Session, url: str, token: str) -> None:
+    """Check a token against a server and save both for later commands."""
+    client = Client(url.rstrip("/"), token)
+    try:
+        me = client.request("GET", "/me")
+    finally:
+        client.close()
+    path = session.env.save_login(url.rstrip("/"), token)
+    echo(session.env, f"Logged in to {url} as {me['name']} (saved in {path})")
+
+
+# --- users ---
+
+
+@cli.command("users")
+@output_option
+@pass_session
+def users_list(session: Session, output: str) -> None:
+    """List users (admins only)."""
+    users = session.client.request("GET", "/users")
+    if output == "json":
+        print_json(session.env, users)
+        return
+    rows = [[u["name"], "yes" if u["admin"] else "no", short_time(u["created_at"])] for u in users]
+    table(session.env, ["name", "admin", "created"], rows)
+
+
+@cli.command("users:create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the user an admin.")
+@output_option
+@pass_session
+def users_create(session: Session, name: str, admin: bool, output: str) -> None:
+    """Create a user and print its API token (shown only this once)."""
+    user = session.client.request("POST", "/users", json={"name": name, "admin": admin})
+    if output == "json":
+        print_json(session.env, user)
+        return
+    echo(session.env, f"Created user {user['name']}. Its API token (shown only now):", err=True)
+    echo(session.env, user["token"])
+
+
+# --- apps ---
+
+
+@cli.command("apps")
+@output_option
+@pass_session
+def apps_list(session: Session, output: str) -> None:
+    """List the apps you can see."""
+    apps = session.client.request("GET", "/apps")
+    if output == "json":
+        print_json(session.env, apps)
+        return
+    rows = [[a["handle"], a["config_version"], short_time(a["created_at"])] for a in apps]
+    table(session.env, ["handle", "config", "created"], rows)
+
+
+@cli.command("apps:create")
+@click.argument("handle")
+@output_option
+@pass_session
+def apps_create(session: Session, handle: str, output: str) -> None:
+    """Create an app and print its git remote."""
+    app = session.client.request("POST", "/apps", json={"handle": handle})
+    if output == "json":
+        print_json(session.env, app)
+        return
+    echo(session.env, f"App {app['handle']} created. Git remote:", err=True)
+    echo(session.env, app["git_remote"])
+
+
+@cli.command("apps:show")
+@app_option
+@output_option
+@pass_session
+def apps_show(session: Session, app: str, output: str) -> None:
+    """Show an app."""
+    shown = session.client.request("GET", f"/apps/{app}")
+    if output == "json":
+        print_json(session.env, shown)
+        return
+    for label, value in (
+        ("Handle", shown["handle"]),
+        ("Git remote", shown["git_remote"]),
+        ("Configuration", f"version {shown['config_version']}"),
+        ("Members", ", ".join(shown["members"]) or "-"),
+        ("Created", short_time(shown["created_at"])),
+    ):
+        echo(session.env, f"{label + ':':<15}{value}")
+
+
+@cli.command("apps:deprovision")
+@app_option
+@detach_option
+@output_option
+@pass_session
+def apps_deprovision(session: Session, app: str, detach: bool, output: str) -> None:
+    """Deprovision an app: its configuration and grants are deleted."""
+    operation = session.client.request("DELETE", f"/apps/{app}")
+    _await_operation(session, operation, detach=detach, output=output)
+
+
+@cli.command("apps:grant")
+@app_option
+@click.argument("user")
+@pass_session
+def apps_grant(session: Session, app: str, user: str) -> None:
+    """Let USER see and change the app (admins only)."""
+    session.client.request("POST", f"/apps/{app}/grants", json={"user": user})
+    echo(session.env, f"{user} can now use {app}")
+
+
+@cli.command("apps:revoke")
+@app_option
+@click.argument("user")
+@pass_session
+def apps_revoke(session: Session, app: str, user: str) -> None:
+    """Take the app away from USER (admins only)."""
+    session.client.request("DELETE", f"/apps/{app}/grants/{user}")
+    echo(session.env, f"{user} can no longer use {app}")
+
+
+# --- configuration ---
+
+
+@cli.command("config")
+@app_option
+@reveal_option
+@output_option
+@pass_session
+def config_show(session: Session, app: str, reveal: bool, output: str) -> None:
+    """Print the app's configuration as KEY=VALUE lines."""
+    config = session.client.request(
+        "GET", f"/apps/{app}/configuration", params={"reveal": reveal}
+    )
+    if output == "json":
+        print_json(session.env, config)
+        return
+    for key in sorted(config["values"]):
+        echo(session.env, f"{key}={config['values'][key]}")
+
+
+@cli.command("config:get")
+@app_option
+@click.argument("key")
+@reveal_option
+@output_option
+@pass_session
+def config_get(session: Session, app: str, key: str, reveal: bool, output: str) -> None:
+    """Print one configuration value."""
+    value = session.client.request(
+        "GET", f"/apps/{app}/configuration/{key}", params={"reveal": reveal}
+    )
+    if output == "json":
+        print_json(session.env, value)
+        return
+    echo(session.env, value["value"])
+
+
+def _change(session: Session, app: str, body: dict[str, Any], detach: bool, output: str) -> None:
+    operation = session.client.request("POST", f"/apps/{app}/configuration", json=body)
+    _await_operation(session, operation, detach=detach, output=output)
+
+
+def _parse_assignments(arguments: Sequence[str]) -> dict[str, Any]:
+    """Check ``K=V`` arguments before sending them; the server checks them again."""
+    change = ConfigChange.from_arguments(arguments)
+    return {"set": dict(change.set), "unset": sorted(change.unset)}
+
+
+@cli.command("config:set")
+@app_option
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@detach_option
+@output_option
+@pass_session
+def config_set(
+    session: Session, app: str, assignments: tuple[str, ...], detach: bool, output: str
+) -> None:
+    """Set configuration values (KEY= unsets KEY); a running app restarts."""
+    _change(session, app, _parse_assignments(assignments), detach, output)
+
+
+@cli.command("config:unset")
+@app_option
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@detach_option
+@output_option
+@pass_session
+def config_unset(
+    session: Session, app: str, keys: tuple[str, ...], detach: bool, output: str
+) -> None:
+    """Remove configuration keys; a running app restarts."""
+    _change(session, app, {"set": {}, "unset": list(keys)}, detach, output)
+
+
+cli.add_command(config_set, "config:add")
+cli.add_command(config_unset, "config:rm")
+
+
+# --- operations ---
+
+
+def _operation_rows(operations: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [o["id"], o["type"], o["status"], o["created_by"], short_time(o["created_at"])]
+        for o in operations
+    ]
+
+
+@cli.command("operations")
+@app_option
+@output_option
+@pass_session
+def operations_list(session: Session, app: str, output: str) -> None:
+    """List the app's operations, newest first."""
+    operations = session.client.request("GET", f"/apps/{app}/operations")
+    if output == "json":
+        print_json(session.env, operations)
+        return
+    table(session.env, ["id", "type", "status", "by", "created"], _operation_rows(operations))
+
+
+@cli.command("operation:show")
+@click.argument("operation_id", type=int)
+@output_option
+@pass_session
+def operation_show(session: Session, operation_id: int, output: str) -> None:
+    """Show one operation."""
+    operation = session.client.request("GET", f"/operations/{operation_id}")
+    if output == "json":
+        print_json(session.env, operation)
+        return
+    table(session.env, ["id", "type", "status", "by", "created"], _operation_rows([operation]))
+    if operation["message"]:
+        echo(session.env, operation["message"])
+
+
+@cli.command("operation:logs")
+@click.argument("operation_id", type=int)
+@output_option
+@pass_session
+def operation_logs(session: Session, operation_id: int, output: str) -> None:
+    """Print an operation's log so far."""
+    lines = session.client.request("GET", f"/operations/{operation_id}/logs")
+    if output == "json":
+        print_json(session.env, lines)
+        return
+    for line in lines:
+        _print_log_line(session.env, line)
+
+
+@cli.command("operation:follow")
+@click.argument("operation_id", type=int)
+@output_option
+@pass_session
+def operation_follow(session: Session, operation_id: int, output: str) -> None:
+    """Stream an operation's log until it ends; exit 0 only if it succeeded."""
+    _follow(session, operation_id, output)
+
+
+@cli.command("operation:cancel")
+@click.argument("operation_id", type=int)
+@output_option
+@pass_session
+def operation_cancel(session: Session, operation_id: int, output: str) -> None:
+    """Cancel a queued operation, or ask a running one to stop."""
+    operation = session.client.request("POST", f"/operations/{operation_id}/cancel")
+    if output == "json":
+        print_json(session.env, operation)
+        return
+    if operation["status"] == "cancelled":
+        echo(session.env, f"Operation {operation_id} cancelled")
+    else:
+        echo(session.env, f"Operation {operation_id} is running; asked it to stop")
+
+
+def _print_log_line(env: Environment, line: dict[str, Any]) -> None:
+    stamp = short_time(line["at"])[11:]
+    if env.color:
+        echo(env, click.style(stamp, dim=True) + " " + line["line"])
+    else:
+        echo(env, f"{stamp} {line['line']}")
+
+
+def _await_operation(
+    session: Session, operation: dict[str, Any], *, detach: bool, output: str
+) -> None:
+    if detach:
+        if output == "json":
+            print_json(session.env, operation)
+        else:
+            echo(session.env, str(operation["id"]))
+        return
+    if output == "text":
+        echo(
+            session.env,
+            f"Operation {operation['id']} ({operation['type']} {operation['app']}) started",
+            err=True,
+            dim=True,
+        )
+    _follow(session, operation["id"], output)
+
+
+def _follow(session: Session, operation_id: int, output: str) -> None:
+    final: dict[str, Any] = {}
+    for event in session.client.follow(operation_id):
+        if event["kind"] == "log" and output == "text":
+            _print_log_line(session.env, event)
+        elif event["kind"] == "end":
+            final = event["operation"]
+    if output == "json":
+        print_json(session.env, final)
+    status = final.get("status")
+    if status != "succeeded":
+        message = final.get("message") or "no reason given"
+        raise OperationFailed(f"operation {operation_id} {status}: {message}")
+    if output == "text":
+        echo(session.env, f"Operation {operation_id} succeeded", err=True, fg="green")
+
+
+def main(
+    args: Sequence[str] | None = None,
+    env: Environment | None = None,
+    extra_commands: Sequence[click.Command] = (),
+) -> int:
+    """Run one command; return its exit code. Errors print one line to stderr."""
+    env = env or Environment()
+    session = Session(env)
+    for command in extra_commands:
+        cli.add_command(command)
+    try:
+        cli.main(args=list(args) if args is not None else None, obj=session,
+                 standalone_mode=False, prog_name="dockyard")
+        return ExitCode.OK
+    except click.exceptions.Abort:
+        echo(env, "Aborted.", err=True)
+        return ExitCode.ERROR
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        echo(env, f"Error: {exc.format_message()}", err=True, fg="red")
+        return ExitCode.USAGE
+    except ApiError as exc:
+        echo(env, f"Error: {exc.message}", err=True, fg="red")
+        return exc.exit_code
+    except InvalidInput as exc:
+        echo(env, f"Error: {exc.message}", err=True, fg="red")
+        return ExitCode.INVALID
+    except OperationFailed as exc:
+        echo(env, f"Error: {exc}", err=True, fg="red")
+        return ExitCode.OPERATION_FAILED
+    finally:
+        session.close()
+

@@ -1,0 +1,55 @@
+"""``dockyard server``: parses the server's options and hands them to a starter.
+
+The starter is injected by ``dockyard.entry`` so this package never imports
+the server's libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+StartServer = Callable[..., None]
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen")
+    return host.strip("[]"), int(port)
+
+
+def server_command(start: StartServer) -> click.Command:
+    @click.command("server")
+    @click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(".dockyard"),
+        show_default=True,
+        help="Where the database, master key and admin token live.",
+    )
+    @click.option("--listen", default="127.0.0.1:8800", show_default=True, help="HOST:PORT")
+    @click.option(
+        "--database-url",
+        envvar="DOCKYARD_DATABASE_URL",
+        help="postgresql+psycopg://... (default: SQLite in the data directory).",
+    )
+    @click.option("--public-url", help="The URL clients use, if not http://LISTEN.")
+    @click.option("--workers", default=4, show_default=True, help="Operations run in parallel.")
+    def server(
+        data_dir: Path, listen: str, database_url: str | None, public_url: str | None, workers: int
+    ) -> None:
+        """Run the Dockyard server in the foreground."""
+        host, port = _listen(listen)
+        start(
+            data_dir=data_dir.resolve(),
+            host=host,
+            port=port,
+            database_url=database_url,
+            public_url=public_url,
+            workers=workers,
+        )
+
+    return server

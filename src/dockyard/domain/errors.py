@@ -1,0 +1,101 @@
+"""Errors a user can act on. The API maps each kind to one HTTP status."""
+
+from __future__ import annotations
+
+
+class DockyardError(Exception):
+    """Base of every error whose message is safe to show to the user."""
+
+    kind = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DockyardError):
+    kind = "invalid"
+
+
+class Unauthorized(DockyardError):
+    kind = "unauthorized"
+
+
+class Forbidden(DockyardError):
+    kind = "forbidden"
+
+
+class NotFound(DockyardError):
+    kind = "not_found"
+
+
+class Conflict(DockyardError):
+    kind = "conflict"
+
+
+class InvalidHandle(InvalidInput):
+    def __init__(self, handle: str) -> None:
+        super().__init__(
+            f"invalid app handle {handle!r}: use 1-63 lowercase letters, digits and "
+            "hyphens, starting with a letter and not ending with a hyphen"
+        )
+
+
+class InvalidUserName(InvalidInput):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"invalid user name {name!r}: use 1-63 lowercase letters, digits, '.', '_' "
+            "and '-', starting with a letter"
+        )
+
+
+class InvalidConfigArgument(InvalidInput):
+    pass
+
+
+class AppNotFound(NotFound):
+    def __init__(self, handle: str) -> None:
+        super().__init__(f"app {handle!r} not found")
+
+
+class UserNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"user {name!r} not found")
+
+
+class OperationNotFound(NotFound):
+    def __init__(self, operation_id: int) -> None:
+        super().__init__(f"operation {operation_id} not found")
+
+
+class ConfigKeyNotFound(NotFound):
+    def __init__(self, handle: str, key: str) -> None:
+        super().__init__(f"{key} is not set on app {handle!r}")
+
+
+class HandleTaken(Conflict):
+    def __init__(self, handle: str) -> None:
+        super().__init__(f"an app named {handle!r} already exists")
+
+
+class UserExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a user named {name!r} already exists")
+
+
+class OperationFinished(Conflict):
+    def __init__(self, operation_id: int, status: str) -> None:
+        super().__init__(
+            f"operation {operation_id} has already {status}; "
+            "only queued or running operations can be cancelled"
+        )
+
+
+class AdminRequired(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("this needs an admin token")
+
+
+class InvalidToken(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__("missing or invalid API token")

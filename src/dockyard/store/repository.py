@@ -1,0 +1,467 @@
+"""The store: every query Dockyard makes, as methods that return domain records."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from dockyard.domain import records
+from dockyard.domain.configuration import is_secret
+from dockyard.domain.errors import HandleTaken, UserExists
+from dockyard.domain.operations import OperationStatus, OperationType
+from dockyard.domain.ports import Cipher
+from dockyard.store import models
+from dockyard.store.database import make_engine, migrate
+from dockyard.store.models import now
+
+HEARTBEAT_STALE_AFTER = timedelta(seconds=15)
+_UNFINISHED = (OperationStatus.QUEUED.value, OperationStatus.RUNNING.value)
+
+
+def _user(row: models.User) -> records.User:
+    return records.User(id=row.id, name=row.name, is_admin=row.is_admin, created_at=row.created_at)
+
+
+def _app(row: models.App) -> records.App:
+    return records.App(
+        id=row.id, handle=row.handle, created_at=row.created_at, config_version=row.config_version
+    )
+
+
+class Store:
+    def __init__(self, url: str, cipher: Cipher) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self._cipher = cipher
+        self._reader_engine = make_engine(url)
+        self._writer_engine = (
+            make_engine(url, writer=True) if self.dialect == "sqlite" else self._reader_engine
+        )
+        self._reader = sessionmaker(self._reader_engine, expire_on_commit=False)
+        self._writer = sessionmaker(self._writer_engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        migrate(self._writer_engine)
+
+    def close(self) -> None:
+        self._reader_engine.dispose()
+        self._writer_engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._writer() as session, session.begin():
+            yield session
+
+    # users and tokens
+
+    def count_users(self) -> int:
+        with self._read() as s:
+            return s.scalar(select(func.count(models.User.id))) or 0
+
+    def create_user(self, name: str, *, is_admin: bool, token_hash: str) -> records.User:
+        try:
+            with self._write() as s:
+                if s.scalar(select(models.User.id).where(models.User.name == name)):
+                    raise UserExists(name)
+                user = models.User(name=name, is_admin=is_admin, created_at=now())
+                s.add(user)
+                s.flush()
+                s.add(models.ApiToken(user_id=user.id, token_hash=token_hash, created_at=now()))
+                return _user(user)
+        except IntegrityError as exc:
+            raise UserExists(name) from exc
+
+    def user_for_token(self, token_hash: str) -> records.User | None:
+        with self._read() as s:
+            row = s.scalar(
+                select(models.User)
+                .join(models.ApiToken, models.ApiToken.user_id == models.User.id)
+                .where(models.ApiToken.token_hash == token_hash)
+            )
+            return _user(row) if row else None
+
+    def find_user(self, name: str) -> records.User | None:
+        with self._read() as s:
+            row = s.scalar(select(models.User).where(models.User.name == name))
+            return _user(row) if row else None
+
+    def list_users(self) -> list[records.User]:
+        with self._read() as s:
+            return [_user(r) for r in s.scalars(select(models.User).order_by(models.User.name))]
+
+    # apps and grants
+
+    def create_app(self, handle: str, creator: records.User) -> records.App:
+        try:
+            with self._write() as s:
+                if s.scalar(select(models.App.id).where(models.App.handle == handle)):
+                    raise HandleTaken(handle)
+                app = models.App(handle=handle, created_by_id=creator.id, created_at=now())
+                s.add(app)
+                s.flush()
+                if not creator.is_admin:
+                    s.add(models.Grant(app_id=app.id, user_id=creator.id))
+                return _app(app)
+        except IntegrityError as exc:
+            raise HandleTaken(handle) from exc
+
+    @staticmethod
+    def _visible_apps(user: records.User) -> Any:
+        query = select(models.App)
+        if not user.is_admin:
+            query = query.join(models.Grant, models.Grant.app_id == models.App.id).where(
+                models.Grant.user_id == user.id
+            )
+        return query
+
+    def find_app(self, handle: str, user: records.User) -> records.App | None:
+        """The app, if it exists and ``user`` may see it."""
+        with self._read() as s:
+            row = s.scalar(self._visible_apps(user).where(models.App.handle == handle))
+            return _app(row) if row else None
+
+    def find_app_by_id(self, app_id: int) -> records.App | None:
+        with self._read() as s:
+            row = s.get(models.App, app_id)
+            return _app(row) if row else None
+
+    def can_see_app(self, app_id: int, user: records.User) -> bool:
+        with self._read() as s:
+            return s.scalar(self._visible_apps(user).where(models.App.id == app_id)) is not None
+
+    def list_apps(self, user: records.User) -> list[records.App]:
+        with self._read() as s:
+            rows = s.scalars(self._visible_apps(user).order_by(models.App.handle))
+            return [_app(r) for r in rows]
+
+    def delete_app(self, app_id: int) -> None:
+        with self._write() as s:
+            s.execute(delete(models.App).where(models.App.id == app_id))
+
+    def grant(self, app: records.App, user: records.User) -> None:
+        with self._write() as s:
+            s.merge(models.Grant(app_id=app.id, user_id=user.id))
+
+    def revoke(self, app: records.App, user: records.User) -> None:
+        with self._write() as s:
+            s.execute(
+                delete(models.Grant).where(
+                    models.Grant.app_id == app.id, models.Grant.user_id == user.id
+                )
+            )
+
+    def members(self, app: records.App) -> list[str]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.User.name)
+                .join(models.Grant, models.Grant.user_id == models.User.id)
+                .where(models.Grant.app_id == app.id)
+                .order_by(models.User.name)
+            )
+            return list(rows)
+
+    # configuration
+
+    def configuration(self, app_id: int, version: int | None = None) -> records.ConfigVersion:
+        """A version of the app's configuration (the current one by default)."""
+        with self._read() as s:
+            return self._configuration(s, app_id, version)
+
+    def _configuration(
+        self, s: Session, app_id: int, version: int | None
+    ) -> records.ConfigVersion:
+        if version is None:
+            version = s.scalar(select(models.App.config_version).where(models.App.id == app_id))
+        if not version:
+            return records.ConfigVersion(version=0, values={}, created_at=None)
+        row = s.scalar(
+            select(models.ConfigVersion).where(
+                models.ConfigVersion.app_id == app_id, models.ConfigVersion.version == version
+            )
+        )
+        if row is None:
+            return records.ConfigVersion(version=0, values={}, created_at=None)
+        entries = s.scalars(
+            select(models.ConfigEntry).where(models.ConfigEntry.config_version_id == row.id)
+        )
+        values = {
+            e.key: self._cipher.decrypt(e.value) if e.secret else e.value for e in entries
+        }
+        return records.ConfigVersion(version=version, values=values, created_at=row.created_at)
+
+    def config_versions(self, app_id: int) -> list[int]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.ConfigVersion.version)
+                .where(models.ConfigVersion.app_id == app_id)
+                .order_by(models.ConfigVersion.version)
+            )
+            return list(rows)
+
+    def save_configuration(
+        self, app_id: int, values: dict[str, str], operation_id: int | None
+    ) -> int:
+        """Store ``values`` as the app's next version and make it current."""
+        with self._write() as s:
+            latest = s.scalar(
+                select(func.max(models.ConfigVersion.version)).where(
+                    models.ConfigVersion.app_id == app_id
+                )
+            )
+            version = (latest or 0) + 1
+            row = models.ConfigVersion(
+                app_id=app_id, version=version, operation_id=operation_id, created_at=now()
+            )
+            s.add(row)
+            s.flush()
+            s.add_all(
+                models.ConfigEntry(
+                    config_version_id=row.id,
+                    key=key,
+                    value=self._cipher.encrypt(value) if is_secret(key) else value,
+                    secret=is_secret(key),
+                )
+                for key, value in values.items()
+            )
+            s.execute(
+                update(models.App).where(models.App.id == app_id).values(config_version=version)
+            )
+            return version
+
+    # operations
+
+    def _operation(self, row: models.Operation) -> records.Operation:
+        return records.Operation(
+            id=row.id,
+            app_id=row.app_id,
+            app_handle=row.app_handle,
+            type=OperationType(row.type),
+            status=OperationStatus(row.status),
+            created_by=row.created_by,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            message=row.message,
+            cancel_requested=row.cancel_requested,
+            payload=json.loads(self._cipher.decrypt(row.payload)),
+        )
+
+    def enqueue(
+        self,
+        app: records.App,
+        type: OperationType,
+        payload: dict[str, Any],
+        user: records.User,
+    ) -> records.Operation:
+        with self._write() as s:
+            row = models.Operation(
+                app_id=app.id,
+                app_handle=app.handle,
+                type=type.value,
+                status=OperationStatus.QUEUED.value,
+                created_by_id=user.id,
+                created_by=user.name,
+                created_at=now(),
+                payload=self._cipher.encrypt(json.dumps(payload)),
+                message="",
+                cancel_requested=False,
+            )
+            s.add(row)
+            s.flush()
+            return self._operation(row)
+
+    def get_operation(self, operation_id: int) -> records.Operation | None:
+        with self._read() as s:
+            row = s.get(models.Operation, operation_id)
+            return self._operation(row) if row else None
+
+    def list_operations(self, app_id: int, limit: int = 100) -> list[records.Operation]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.Operation)
+                .where(models.Operation.app_id == app_id)
+                .order_by(models.Operation.id.desc())
+                .limit(limit)
+            )
+            return [self._operation(r) for r in rows]
+
+    def operation_logs(self, operation_id: int, after: int = 0) -> list[records.LogLine]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.OperationLog)
+                .where(
+                    models.OperationLog.operation_id == operation_id,
+                    models.OperationLog.id > after,
+                )
+                .order_by(models.OperationLog.id)
+            )
+            return [records.LogLine(id=r.id, at=r.at, line=r.line) for r in rows]
+
+    def append_log(self, operation_id: int, line: str) -> None:
+        with self._write() as s:
+            s.add(models.OperationLog(operation_id=operation_id, line=line, at=now()))
+
+    def claim_next(self, worker_id: str) -> records.Operation | None:
+        """Mark the oldest runnable operation as running by ``worker_id``.
+
+        Runnable: queued, and first among its app's unfinished operations, so
+        an app's operations run one at a time in the order they were made.
+        Several workers (threads or processes) may claim at once: ``SKIP
+        LOCKED`` lets each pass over rows another is claiming, and the
+        conditional update makes a claim count only once.
+        """
+        earlier = aliased(models.Operation)
+        head_of_app = ~exists().where(
+            earlier.app_id == models.Operation.app_id,
+            earlier.status.in_(_UNFINISHED),
+            earlier.id < models.Operation.id,
+        )
+        with self._write() as s:
+            candidates = s.scalars(
+                select(models.Operation.id)
+                .where(models.Operation.status == OperationStatus.QUEUED.value, head_of_app)
+                .order_by(models.Operation.id)
+                .limit(8)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for operation_id in candidates:
+                claimed = s.execute(
+                    update(models.Operation)
+                    .where(
+                        models.Operation.id == operation_id,
+                        models.Operation.status == OperationStatus.QUEUED.value,
+                    )
+                    .values(
+                        status=OperationStatus.RUNNING.value,
+                        started_at=now(),
+                        worker_id=worker_id,
+                    )
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    row = s.get(models.Operation, operation_id)
+                    assert row is not None
+                    s.refresh(row)
+                    return self._operation(row)
+            return None
+
+    def finish(self, operation_id: int, status: OperationStatus, message: str = "") -> None:
+        with self._write() as s:
+            s.execute(
+                update(models.Operation)
+                .where(models.Operation.id == operation_id)
+                .values(status=status.value, message=message, finished_at=now())
+            )
+
+    def request_cancel(self, operation_id: int) -> OperationStatus:
+        """Cancel a queued operation now, or ask a running one to stop.
+
+        Returns the status the operation had; finished ones are left alone.
+        """
+        with self._write() as s:
+            row = s.get(models.Operation, operation_id, with_for_update=True)
+            assert row is not None
+            status = OperationStatus(row.status)
+            if status is OperationStatus.QUEUED:
+                row.status = OperationStatus.CANCELLED.value
+                row.finished_at = now()
+                row.message = "cancelled before it started"
+            elif status is OperationStatus.RUNNING:
+                row.cancel_requested = True
+            return status
+
+    def cancel_requested(self, operation_id: int) -> bool:
+        with self._read() as s:
+            return bool(
+                s.scalar(
+                    select(models.Operation.cancel_requested).where(
+                        models.Operation.id == operation_id
+                    )
+                )
+            )
+
+    # workers and recovery
+
+    def register_worker(self, worker_id: str) -> None:
+        with self._write() as s:
+            s.add(
+                models.Worker(
+                    id=worker_id,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=now(),
+                    heartbeat_at=now(),
+                )
+            )
+
+    def heartbeat(self, worker_id: str) -> None:
+        with self._write() as s:
+            s.execute(
+                update(models.Worker)
+                .where(models.Worker.id == worker_id)
+                .values(heartbeat_at=now())
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as s:
+            s.execute(delete(models.Worker).where(models.Worker.id == worker_id))
+
+    def fail_interrupted(
+        self,
+        worker_id: str,
+        message: str,
+        *,
+        only_local_dead: Callable[[str, int], bool] | None = None,
+        everyone_else: bool = False,
+    ) -> list[int]:
+        """Fail running operations whose worker is gone; return their ids.
+
+        A worker is gone when its heartbeat is stale, when it is missing, when
+        ``everyone_else`` is set (a single-process database such as SQLite,
+        at start), or when ``only_local_dead(hostname, pid)`` says its
+        process on this host has exited.
+        """
+        cutoff = now() - HEARTBEAT_STALE_AFTER
+        with self._write() as s:
+            workers = {w.id: w for w in s.scalars(select(models.Worker))}
+            dead = {
+                w.id
+                for w in workers.values()
+                if w.id != worker_id
+                and (
+                    everyone_else
+                    or w.heartbeat_at < cutoff
+                    or (only_local_dead is not None and only_local_dead(w.hostname, w.pid))
+                )
+            }
+            rows = s.scalars(
+                select(models.Operation).where(
+                    models.Operation.status == OperationStatus.RUNNING.value
+                )
+            ).all()
+            failed = []
+            for row in rows:
+                if row.worker_id == worker_id:
+                    continue
+                if row.worker_id in dead or row.worker_id not in workers:
+                    row.status = OperationStatus.FAILED.value
+                    row.message = message
+                    row.finished_at = now()
+                    s.add(models.OperationLog(operation_id=row.id, line=message, at=now()))
+                    failed.append(row.id)
+            if dead:
+                s.execute(delete(models.Worker).where(models.Worker.id.in_(dead)))
+            return failed
