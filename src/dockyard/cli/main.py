@@ -11,9 +11,9 @@ import click
 from dockyard import __version__
 from dockyard.cli.client import ApiError, Client
 from dockyard.cli.environment import Environment, ExitCode
+from dockyard.cli.output import echo, output_option, print_json, short_time, table
 from dockyard.domain.configuration import ConfigChange
 from dockyard.domain.errors import InvalidInput
-from dockyard.cli.output import echo, output_option, print_json, short_time, table
 
 
 @dataclass
@@ -193,9 +193,7 @@ def apps_revoke(session: Session, app: str, user: str) -> None:
 @pass_session
 def config_show(session: Session, app: str, reveal: bool, output: str) -> None:
     """Print the app's configuration as KEY=VALUE lines."""
-    config = session.client.request(
-        "GET", f"/apps/{app}/configuration", params={"reveal": reveal}
-    )
+    config = session.client.request("GET", f"/apps/{app}/configuration", params={"reveal": reveal})
     if output == "json":
         print_json(session.env, config)
         return
@@ -393,8 +391,12 @@ def main(
     for command in extra_commands:
         cli.add_command(command)
     try:
-        cli.main(args=list(args) if args is not None else None, obj=session,
-                 standalone_mode=False, prog_name="dockyard")
+        cli.main(
+            args=list(args) if args is not None else None,
+            obj=session,
+            standalone_mode=False,
+            prog_name="dockyard",
+        )
         return ExitCode.OK
     except click.exceptions.Abort:
         echo(env, "Aborted.", err=True)
@@ -415,4 +417,3 @@ def main(
         return ExitCode.OPERATION_FAILED
     finally:
         session.close()
-

@@ -22,9 +22,7 @@ class OperationStatus(enum.StrEnum):
         return self in FINISHED
 
 
-FINISHED = frozenset(
-    {OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED}
-)
+FINISHED = frozenset({OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED})
 
 INTERRUPTED_MESSAGE = "interrupted: the server stopped while this operation was running"
 

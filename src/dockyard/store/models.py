@@ -68,9 +68,7 @@ class App(Base):
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     handle: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # The configuration version the app runs with; 0 before the first change.
     config_version: Mapped[int] = mapped_column(Integer, default=0)
 

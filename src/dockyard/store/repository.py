@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -181,9 +181,7 @@ class Store:
         with self._read() as s:
             return self._configuration(s, app_id, version)
 
-    def _configuration(
-        self, s: Session, app_id: int, version: int | None
-    ) -> records.ConfigVersion:
+    def _configuration(self, s: Session, app_id: int, version: int | None) -> records.ConfigVersion:
         if version is None:
             version = s.scalar(select(models.App.config_version).where(models.App.id == app_id))
         if not version:
@@ -198,9 +196,7 @@ class Store:
         entries = s.scalars(
             select(models.ConfigEntry).where(models.ConfigEntry.config_version_id == row.id)
         )
-        values = {
-            e.key: self._cipher.decrypt(e.value) if e.secret else e.value for e in entries
-        }
+        values = {e.key: self._cipher.decrypt(e.value) if e.secret else e.value for e in entries}
         return records.ConfigVersion(version=version, values=values, created_at=row.created_at)
 
     def config_versions(self, app_id: int) -> list[int]:

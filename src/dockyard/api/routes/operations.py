@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
@@ -78,9 +79,7 @@ async def _follow(
                 end = LogEvent(kind="end", operation=OperationOut.of(final))
                 yield end.model_dump_json(exclude_none=True).encode() + b"\n"
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), FOLLOW_POLL_SECONDS)
-            except TimeoutError:
-                pass
         finally:
             platform.events.forget(changed)

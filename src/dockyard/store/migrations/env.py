@@ -9,7 +9,9 @@ from dockyard.store.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic revision --autogenerate` from a shell
-    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "set sqlalchemy.url in the alembic .ini to autogenerate"
+    connection = create_engine(url).connect()
 
 context.configure(
     connection=connection,

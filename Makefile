@@ -1,0 +1,31 @@
+# Two commands matter: `make run` and `make test`. Both start with `make install`.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run lint test unit bench clean
+
+install:
+	@bash scripts/install.sh
+
+run: install
+	$(BIN)/dockyard server
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install lint
+	@eval "$$(bash scripts/services.sh)" && export DOCKYARD_TEST_POSTGRES && \
+	  $(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+bench: install
+	@eval "$$(bash scripts/services.sh)" && export DOCKYARD_TEST_POSTGRES && \
+	  $(BIN)/python bench/api.py
+
+clean:
+	rm -rf $(VENV) .dockyard .mypy_cache .ruff_cache .pytest_cache
