@@ -41,7 +41,12 @@ def build_platform(settings: ServerSettings) -> Platform:
     store = Store(settings.database_url or sqlite_url(settings.data_dir), cipher)
     store.migrate()
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
-    platform = Platform(store=store, events=Events(), public_url=public_url.rstrip("/"))
+    platform = Platform(
+        store=store,
+        events=Events(),
+        public_url=public_url.rstrip("/"),
+        hold_seconds=float(os.environ.get("DOCKYARD_OPERATION_HOLD_SECONDS", "0")),
+    )
     token = bootstrap_admin(platform)
     if token is not None:
         write_private_file(settings.data_dir / "admin-token", token + "\n")

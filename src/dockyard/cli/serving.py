@@ -37,7 +37,13 @@ def server_command(start: StartServer) -> click.Command:
         help="postgresql+psycopg://... (default: SQLite in the data directory).",
     )
     @click.option("--public-url", help="The URL clients use, if not http://LISTEN.")
-    @click.option("--workers", default=4, show_default=True, help="Operations run in parallel.")
+    @click.option(
+        "--workers",
+        type=click.IntRange(0, 64),
+        default=4,
+        show_default=True,
+        help="Operations run in parallel (0: this process runs none).",
+    )
     def server(
         data_dir: Path, listen: str, database_url: str | None, public_url: str | None, workers: int
     ) -> None:

@@ -33,14 +33,14 @@ def deprovision(platform: Platform, user: records.User, handle: str) -> records.
 
 
 def grant(platform: Platform, actor: records.User, handle: str, user_name: str) -> None:
-    accounts.require_admin(actor)
     app = find(platform, actor, handle)
+    accounts.require_admin(actor)
     platform.store.grant(app, accounts.find_user(platform, user_name))
 
 
 def revoke(platform: Platform, actor: records.User, handle: str, user_name: str) -> None:
-    accounts.require_admin(actor)
     app = find(platform, actor, handle)
+    accounts.require_admin(actor)
     platform.store.revoke(app, accounts.find_user(platform, user_name))
 
 

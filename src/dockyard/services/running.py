@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,16 @@ class OperationRun:
         self.platform.store.append_log(self.operation.id, line)
         self.platform.events.operation_changed()
 
+    def hold(self) -> None:
+        """Wait ``hold_seconds`` (a test setting), staying cancellable.
+
+        Lets tests interrupt or cancel an operation while it is running.
+        """
+        deadline = time.monotonic() + self.platform.hold_seconds
+        while time.monotonic() < deadline:
+            self.check_cancelled()
+            time.sleep(0.05)
+
     def check_cancelled(self) -> None:
         if self.platform.store.cancel_requested(self.operation.id):
             raise OperationCancelled()
@@ -46,6 +57,7 @@ def configure(run: OperationRun) -> str:
     app = run.app()
     change = change_from_payload(run.operation.payload)
     run.log(f"Updating the configuration of {app.handle}: {change.summary()}")
+    run.hold()
     current = run.platform.store.configuration(app.id, app.config_version)
     run.check_cancelled()
     version = run.platform.store.save_configuration(
@@ -58,6 +70,7 @@ def configure(run: OperationRun) -> str:
 def deprovision(run: OperationRun) -> str:
     app = run.app()
     run.log(f"Deprovisioning {app.handle}")
+    run.hold()
     run.check_cancelled()
     run.platform.store.delete_app(app.id)
     run.log(f"{app.handle} is deprovisioned: its configuration and grants are deleted")

@@ -1,0 +1,160 @@
+"""Real Dockyard server processes for the integration tests."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from dockyard.cli.environment import Environment
+from dockyard.cli.main import main
+
+DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def new_postgres_database(admin_url: str) -> str:
+    """A fresh, empty database on the test cluster; returns its SQLAlchemy URL."""
+    name = "dockyard_" + uuid.uuid4().hex[:12]
+    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{admin_url}/{name}"
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    database_url: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 4
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-server.log"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def start(self, workers: int | None = None) -> Server:
+        command = [DOCKYARD, "server", "--data-dir", str(self.data_dir)]
+        command += ["--listen", f"127.0.0.1:{self.port}"]
+        command += ["--workers", str(self.workers if workers is None else workers)]
+        if self.database_url:
+            command += ["--database-url", self.database_url]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
+        self.starts += 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not answer /healthz within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def environment(self, token: str | None = None, **extra: str) -> dict[str, str]:
+        variables = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.data_dir.parent),
+            "DOCKYARD_CONFIG_DIR": str(self.data_dir.parent / "cli-config"),
+            "DOCKYARD_URL": self.url,
+            "DOCKYARD_TOKEN": self.token if token is None else token,
+        }
+        variables.update(extra)
+        return variables
+
+    def cli(self, *args: str, token: str | None = None, **extra: str) -> Result:
+        """Run a CLI command in-process, as a user would from a shell."""
+        out, err = io.StringIO(), io.StringIO()
+        env = Environment(stdout=out, stderr=err, variables=self.environment(token, **extra))
+        code = main(list(args), env)
+        return Result(int(code), out.getvalue(), err.getvalue())
+
+    def run(self, *args: str, token: str | None = None, **extra: str) -> Result:
+        """Run the real ``dockyard`` executable in a subprocess."""
+        done = subprocess.run(
+            [DOCKYARD, *args],
+            env=self.environment(token, **extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def database_bytes(self) -> bytes:
+        """Everything the database holds, as raw bytes, to search for leaks."""
+        if self.database_url is None:
+            return b"".join(p.read_bytes() for p in self.data_dir.glob("dockyard.db*"))
+        plain = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+        chunks = []
+        with psycopg.connect(plain) as conn:
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+            for (table,) in tables:
+                with conn.cursor().copy(f'COPY "{table}" TO STDOUT') as copy:
+                    for block in copy:
+                        chunks.append(bytes(block))
+        return b"".join(chunks)
