@@ -54,9 +54,11 @@ def validate_value(key: str, value: str) -> str:
 
 
 def _describe(argument: str) -> str:
-    """Name an argument in an error without echoing a secret value."""
-    key = argument.partition("=")[0]
-    return repr(argument) if not is_secret(key) else repr(f"{key}=…")
+    """Name an argument in an error without echoing what may be a secret value."""
+    if not is_secret(argument):
+        return repr(argument)
+    name = re.split(r"[=\s]", argument, maxsplit=1)[0]
+    return repr(f"{name}…")
 
 
 @dataclass(frozen=True)
