@@ -99,3 +99,41 @@ class AdminRequired(Forbidden):
 class InvalidToken(Unauthorized):
     def __init__(self) -> None:
         super().__init__("missing or invalid API token")
+
+
+class CredentialsRejected(DockyardError):
+    """The registry refused the credentials (or demanded some we lack)."""
+
+    kind = "credentials_rejected"
+
+    def __init__(self, host: str, *, had_credentials: bool) -> None:
+        if had_credentials:
+            message = (
+                f"the registry {host} rejected the credentials: they are wrong or expired; "
+                "deploy again with --private-registry-username and --private-registry-password"
+            )
+        else:
+            message = (
+                f"the registry {host} requires credentials: pass --private-registry-username "
+                "and --private-registry-password"
+            )
+        super().__init__(message)
+
+
+class ImageNotFound(DockyardError):
+    kind = "image_not_found"
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"image {reference} not found: check the repository and tag")
+
+
+class RegistryUnreachable(DockyardError):
+    kind = "registry_unreachable"
+
+    def __init__(self, host: str, detail: str = "") -> None:
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"the registry {host} cannot be reached{extra}")
+
+
+class HealthCheckFailed(DockyardError):
+    kind = "health_check_failed"
