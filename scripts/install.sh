@@ -21,6 +21,7 @@ command -v caddy >/dev/null || packages+=(caddy)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
   || packages+=(busybox-static)
 command -v htpasswd >/dev/null || packages+=(apache2-utils)
+command -v curl >/dev/null || packages+=(curl)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "install: apt-get install ${packages[*]}"
   # Keep maintainer scripts from starting system services (a system dockerd,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,13 @@ import uvicorn
 
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
+from dockyard.router.caddy import CaddyRouter
+from dockyard.router.probe import http_status
+from dockyard.runtime.docker import DockerRuntime
 from dockyard.services.accounts import bootstrap_admin
 from dockyard.services.context import Platform
 from dockyard.services.events import Events
+from dockyard.services.reconciling import reconcile
 from dockyard.store.database import sqlite_url
 from dockyard.store.repository import Store
 from dockyard.worker.runner import Worker
@@ -33,6 +38,10 @@ class ServerSettings:
     database_url: str | None = None
     public_url: str | None = None
     workers: int = 4
+    router_listen: str = "127.0.0.1:8080"
+    router_admin: str = "127.0.0.1:2019"
+    domain: str = "dockyard.localhost"
+    docker_host: str | None = None
 
 
 def build_platform(settings: ServerSettings) -> Platform:
@@ -41,11 +50,21 @@ def build_platform(settings: ServerSettings) -> Platform:
     store = Store(settings.database_url or sqlite_url(settings.data_dir), cipher)
     store.migrate()
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    router = CaddyRouter(
+        listen=settings.router_listen,
+        domain=settings.domain,
+        admin=settings.router_admin,
+        data_dir=settings.data_dir,
+    )
     platform = Platform(
         store=store,
         events=Events(),
         public_url=public_url.rstrip("/"),
         hold_seconds=float(os.environ.get("DOCKYARD_OPERATION_HOLD_SECONDS", "0")),
+        make_runtime=lambda: DockerRuntime(settings.docker_host),
+        router_=router,
+        probe=http_status,
+        domain=settings.domain,
     )
     token = bootstrap_admin(platform)
     if token is not None:
@@ -60,8 +79,13 @@ def run(settings: ServerSettings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     platform = build_platform(settings)
+    router = platform.router_
+    assert isinstance(router, CaddyRouter)
+    router.start()
     worker = Worker(platform, concurrency=settings.workers)
     worker.start()
+    reconciler = Reconciler(platform)
+    reconciler.start()
     api = create_api(platform)
     config = uvicorn.Config(
         api,
@@ -74,5 +98,33 @@ def run(settings: ServerSettings) -> None:
     try:
         uvicorn.Server(config).run()
     finally:
+        reconciler.stop()
         worker.stop()
+        router.stop()
         platform.store.close()
+
+
+class Reconciler:
+    """Reconciles at start, then every ``interval`` seconds, in a thread."""
+
+    def __init__(self, platform: Platform, interval: float = 30.0) -> None:
+        self.platform = platform
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                reconcile(self.platform)
+            except Exception:
+                log.exception("reconciliation failed; trying again later")
+            if self._stopping.wait(self.interval):
+                return

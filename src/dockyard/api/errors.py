@@ -15,6 +15,9 @@ STATUS = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.CredentialsRejected: 502,
+    errors.ImageNotFound: 502,
+    errors.RegistryUnreachable: 502,
 }
 
 

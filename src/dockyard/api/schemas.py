@@ -45,8 +45,37 @@ class AppOut(BaseModel):
     git_remote: str
 
 
+class ReleaseOut(BaseModel):
+    id: int
+    image: str
+    source: str
+    config_version: int
+    services: list[str]
+
+
+class ContainerOut(BaseModel):
+    id: str
+    service: str
+    index: int
+    release: int
+    port: int
+    state: str
+
+
 class AppDetail(AppOut):
     members: list[str]
+    url: str
+    release: ReleaseOut | None
+    containers: list[ContainerOut]
+    registry_hosts: list[str]
+
+
+class DeployIn(BaseModel):
+    docker_image: str | None = None
+    private_registry_username: str | None = None
+    private_registry_password: str | None = None
+    set: dict[str, str] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
 
 
 class GrantIn(BaseModel):

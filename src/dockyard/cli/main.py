@@ -142,14 +142,25 @@ def apps_show(session: Session, app: str, output: str) -> None:
     if output == "json":
         print_json(session.env, shown)
         return
+    release = shown["release"]
     for label, value in (
         ("Handle", shown["handle"]),
+        ("URL", shown["url"] if release else "- (not deployed yet)"),
         ("Git remote", shown["git_remote"]),
+        ("Release", f"{release['id']} {release['image']}" if release else "-"),
         ("Configuration", f"version {shown['config_version']}"),
+        ("Registries", ", ".join(shown["registry_hosts"]) or "-"),
         ("Members", ", ".join(shown["members"]) or "-"),
         ("Created", short_time(shown["created_at"])),
     ):
         echo(session.env, f"{label + ':':<15}{value}")
+    if shown["containers"]:
+        echo(session.env)
+        rows = [
+            [f"{c['service']}.{c['index'] + 1}", c["state"], c["port"], c["release"], c["id"]]
+            for c in shown["containers"]
+        ]
+        table(session.env, ["container", "state", "port", "release", "id"], rows)
 
 
 @cli.command("apps:deprovision")
@@ -257,6 +268,58 @@ def config_unset(
 
 cli.add_command(config_set, "config:add")
 cli.add_command(config_unset, "config:rm")
+
+
+# --- deploys ---
+
+
+@cli.command("deploy")
+@app_option
+@click.option("--docker-image", help="HOST/REPOSITORY:TAG or HOST/REPOSITORY@sha256:DIGEST.")
+@click.option("--private-registry-username", help="User name for the image's registry.")
+@click.option(
+    "--private-registry-password",
+    help="Password or token for the image's registry; kept (encrypted) for later deploys.",
+)
+@click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
+@detach_option
+@output_option
+@pass_session
+def deploy(
+    session: Session,
+    app: str,
+    docker_image: str | None,
+    private_registry_username: str | None,
+    private_registry_password: str | None,
+    assignments: tuple[str, ...],
+    detach: bool,
+    output: str,
+) -> None:
+    """Deploy an image, with configuration changes, as one operation.
+
+    Without --docker-image, the app's current image is pulled and deployed
+    again. KEY=VALUE arguments change the configuration only if the deploy
+    succeeds.
+    """
+    body = {
+        "docker_image": docker_image,
+        "private_registry_username": private_registry_username,
+        "private_registry_password": private_registry_password,
+        **_parse_assignments(assignments),
+    }
+    operation = session.client.request("POST", f"/apps/{app}/deploy", json=body)
+    _await_operation(session, operation, detach=detach, output=output)
+
+
+@cli.command("restart")
+@app_option
+@detach_option
+@output_option
+@pass_session
+def restart(session: Session, app: str, detach: bool, output: str) -> None:
+    """Restart the app's containers (a new release of the same image)."""
+    operation = session.client.request("POST", f"/apps/{app}/restart")
+    _await_operation(session, operation, detach=detach, output=output)
 
 
 # --- operations ---

@@ -44,11 +44,44 @@ def server_command(start: StartServer) -> click.Command:
         show_default=True,
         help="Operations run in parallel (0: this process runs none).",
     )
+    @click.option(
+        "--router-listen",
+        default="127.0.0.1:8080",
+        show_default=True,
+        help="HOST:PORT where the router (Caddy) serves the apps.",
+    )
+    @click.option(
+        "--router-admin",
+        default="127.0.0.1:2019",
+        show_default=True,
+        help="HOST:PORT of Caddy's admin API (keep it on loopback).",
+    )
+    @click.option(
+        "--domain",
+        default="dockyard.localhost",
+        show_default=True,
+        help="Apps are served at http://APP.DOMAIN:ROUTER-PORT/.",
+    )
+    @click.option(
+        "--docker-host",
+        envvar="DOCKER_HOST",
+        help="The Docker engine, e.g. unix:///run/docker.sock (default: DOCKER_HOST).",
+    )
     def server(
-        data_dir: Path, listen: str, database_url: str | None, public_url: str | None, workers: int
+        data_dir: Path,
+        listen: str,
+        database_url: str | None,
+        public_url: str | None,
+        workers: int,
+        router_listen: str,
+        router_admin: str,
+        domain: str,
+        docker_host: str | None,
     ) -> None:
         """Run the Dockyard server in the foreground."""
         host, port = _listen(listen)
+        _listen(router_listen)
+        _listen(router_admin)
         start(
             data_dir=data_dir.resolve(),
             host=host,
@@ -56,6 +89,10 @@ def server_command(start: StartServer) -> click.Command:
             database_url=database_url,
             public_url=public_url,
             workers=workers,
+            router_listen=router_listen,
+            router_admin=router_admin,
+            domain=domain,
+            docker_host=docker_host,
         )
 
     return server

@@ -7,6 +7,9 @@ import enum
 
 class OperationType(enum.StrEnum):
     CONFIGURE = "configure"
+    DEPLOY = "deploy"
+    RESTART = "restart"
+    SCALE = "scale"
     DEPROVISION = "deprovision"
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ class App:
     handle: str
     created_at: datetime
     config_version: int
+    current_release_id: int | None = None
+    scale: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,29 @@
-"""What every use case is handed: the store and the in-process events."""
+"""What every use case is handed: the store, events, runtime and router."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from dockyard.domain.containers import Router, Runtime
+from dockyard.domain.errors import DockyardError
 from dockyard.services.events import Events
 from dockyard.store.repository import Store
 
+Probe = Callable[[int, str], "int | None"]
 
-@dataclass(frozen=True)
+
+class NoRuntime(DockyardError):
+    def __init__(self) -> None:
+        super().__init__("this server runs no containers: it was started without a runtime")
+
+
+def _no_probe(port: int, path: str) -> int | None:
+    return None
+
+
+@dataclass
 class Platform:
     store: Store
     events: Events
@@ -16,6 +31,31 @@ class Platform:
     # Seconds each operation waits once started: lets tests interrupt and
     # cancel running operations (``DOCKYARD_OPERATION_HOLD_SECONDS``).
     hold_seconds: float = 0.0
+    make_runtime: Callable[[], Runtime] | None = None
+    router_: Router | None = None
+    probe: Probe = _no_probe
+    domain: str = "dockyard.localhost"
+    _runtime: Runtime | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def git_remote(self, handle: str) -> str:
         return f"{self.public_url}/git/{handle}.git"
+
+    def runtime(self) -> Runtime:
+        """The container runtime, connected on first use."""
+        with self._lock:
+            if self._runtime is None:
+                if self.make_runtime is None:
+                    raise NoRuntime()
+                self._runtime = self.make_runtime()
+            return self._runtime
+
+    def router(self) -> Router:
+        if self.router_ is None:
+            raise NoRuntime()
+        return self.router_
+
+    def url(self, handle: str) -> str:
+        if self.router_ is None:
+            return ""
+        return self.router_.url(handle)

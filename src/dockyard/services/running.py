@@ -1,15 +1,13 @@
-"""What each kind of operation does once a worker has claimed it."""
+"""A claimed operation as its handler sees it: its app, its log, its cancel flag."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from dockyard.domain import records
 from dockyard.domain.errors import DockyardError
-from dockyard.domain.operations import OperationCancelled, OperationType
-from dockyard.services.configuration import change_from_payload
+from dockyard.domain.operations import OperationCancelled
 from dockyard.services.context import Platform
 
 
@@ -51,38 +49,3 @@ class OperationRun:
         if app is None:
             raise AppGone(operation.app_handle)
         return app
-
-
-def configure(run: OperationRun) -> str:
-    app = run.app()
-    change = change_from_payload(run.operation.payload)
-    run.log(f"Updating the configuration of {app.handle}: {change.summary()}")
-    run.hold()
-    current = run.platform.store.configuration(app.id, app.config_version)
-    run.check_cancelled()
-    version = run.platform.store.save_configuration(
-        app.id, change.apply(current.values), run.operation.id
-    )
-    run.log(f"Configuration version {version} is now current")
-    return f"configuration version {version}"
-
-
-def deprovision(run: OperationRun) -> str:
-    app = run.app()
-    run.log(f"Deprovisioning {app.handle}")
-    run.hold()
-    run.check_cancelled()
-    run.platform.store.delete_app(app.id)
-    run.log(f"{app.handle} is deprovisioned: its configuration and grants are deleted")
-    return f"{app.handle} deprovisioned"
-
-
-HANDLERS: dict[OperationType, Callable[[OperationRun], str]] = {
-    OperationType.CONFIGURE: configure,
-    OperationType.DEPROVISION: deprovision,
-}
-
-
-def execute(run: OperationRun) -> str:
-    """Run the operation; return its result message or raise why it failed."""
-    return HANDLERS[run.operation.type](run)

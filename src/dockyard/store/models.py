@@ -71,6 +71,12 @@ class App(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # The configuration version the app runs with; 0 before the first change.
     config_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The release serving now; None before the first successful deploy.
+    current_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL", use_alter=True)
+    )
+    # Containers per service, e.g. {"web": 2}; services not named run one.
+    scale: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class Grant(Base):
@@ -149,3 +155,33 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Release(Base):
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    operation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("operations.id", ondelete="SET NULL")
+    )
+    # Pinned by digest: host/repository@sha256:...
+    image: Mapped[str] = mapped_column(Text)
+    # The reference the user gave, to pull "the current image again" later.
+    source: Mapped[str] = mapped_column(Text)
+    config_version: Mapped[int] = mapped_column(Integer)
+    services: Mapped[str] = mapped_column(Text)  # JSON: [{"name":..., "command":...}]
+    status: Mapped[str] = mapped_column(String(16))  # pending, active, failed, retired
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class RegistryCredential(Base):
+    """Credentials an app's deploys use for one registry host."""
+
+    __tablename__ = "registry_credentials"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    password: Mapped[str] = mapped_column(Text)  # encrypted
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from dockyard.domain import records
 from dockyard.domain.configuration import is_secret
+from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import HandleTaken, UserExists
 from dockyard.domain.operations import OperationStatus, OperationType
 from dockyard.domain.ports import Cipher
+from dockyard.domain.releases import Release, Service
 from dockyard.store import models
 from dockyard.store.database import make_engine, migrate
 from dockyard.store.models import now
@@ -33,7 +35,24 @@ def _user(row: models.User) -> records.User:
 
 def _app(row: models.App) -> records.App:
     return records.App(
-        id=row.id, handle=row.handle, created_at=row.created_at, config_version=row.config_version
+        id=row.id,
+        handle=row.handle,
+        created_at=row.created_at,
+        config_version=row.config_version,
+        current_release_id=row.current_release_id,
+        scale=json.loads(row.scale or "{}"),
+    )
+
+
+def _release(row: models.Release) -> Release:
+    return Release(
+        id=row.id,
+        app_id=row.app_id,
+        image=row.image,
+        source=row.source,
+        config_version=row.config_version,
+        services=tuple(Service(s["name"], s["command"]) for s in json.loads(row.services)),
+        status=row.status,
     )
 
 
@@ -213,30 +232,40 @@ class Store:
     ) -> int:
         """Store ``values`` as the app's next version and make it current."""
         with self._write() as s:
-            latest = s.scalar(
-                select(func.max(models.ConfigVersion.version)).where(
-                    models.ConfigVersion.app_id == app_id
-                )
-            )
-            version = (latest or 0) + 1
-            row = models.ConfigVersion(
-                app_id=app_id, version=version, operation_id=operation_id, created_at=now()
-            )
-            s.add(row)
-            s.flush()
-            s.add_all(
-                models.ConfigEntry(
-                    config_version_id=row.id,
-                    key=key,
-                    value=self._cipher.encrypt(value) if is_secret(key) else value,
-                    secret=is_secret(key),
-                )
-                for key, value in values.items()
-            )
+            version = self._add_version(s, app_id, values, operation_id)
             s.execute(
                 update(models.App).where(models.App.id == app_id).values(config_version=version)
             )
             return version
+
+    @staticmethod
+    def _current_version(s: Session, app_id: int) -> int:
+        return s.scalar(select(models.App.config_version).where(models.App.id == app_id)) or 0
+
+    def _add_version(
+        self, s: Session, app_id: int, values: dict[str, str], operation_id: int | None
+    ) -> int:
+        latest = s.scalar(
+            select(func.max(models.ConfigVersion.version)).where(
+                models.ConfigVersion.app_id == app_id
+            )
+        )
+        version = (latest or 0) + 1
+        row = models.ConfigVersion(
+            app_id=app_id, version=version, operation_id=operation_id, created_at=now()
+        )
+        s.add(row)
+        s.flush()
+        s.add_all(
+            models.ConfigEntry(
+                config_version_id=row.id,
+                key=key,
+                value=self._cipher.encrypt(value) if is_secret(key) else value,
+                secret=is_secret(key),
+            )
+            for key, value in values.items()
+        )
+        return version
 
     # operations
 
@@ -461,3 +490,144 @@ class Store:
             if dead:
                 s.execute(delete(models.Worker).where(models.Worker.id.in_(dead)))
             return failed
+
+    # releases
+
+    def create_release(
+        self,
+        app_id: int,
+        *,
+        image: str,
+        source: str,
+        config_version: int,
+        services: list[Service],
+        operation_id: int,
+    ) -> Release:
+        with self._write() as s:
+            row = models.Release(
+                app_id=app_id,
+                operation_id=operation_id,
+                image=image,
+                source=source,
+                config_version=config_version,
+                services=json.dumps([{"name": v.name, "command": v.command} for v in services]),
+                status="pending",
+                created_at=now(),
+            )
+            s.add(row)
+            s.flush()
+            return _release(row)
+
+    def get_release(self, release_id: int) -> Release | None:
+        with self._read() as s:
+            row = s.get(models.Release, release_id)
+            return _release(row) if row else None
+
+    def fail_release(self, release_id: int) -> None:
+        with self._write() as s:
+            s.execute(
+                update(models.Release)
+                .where(models.Release.id == release_id)
+                .values(status="failed")
+            )
+
+    def activate_release(
+        self,
+        app_id: int,
+        release_id: int,
+        *,
+        config: tuple[dict[str, str], int] | None,
+        credentials: RegistryCredentials | None,
+    ) -> int:
+        """Make the release current, with its new configuration and credentials.
+
+        All or nothing: a deploy's configuration and credentials are kept only
+        together with the release they came with. Returns the config version.
+        """
+        with self._write() as s:
+            version = self._current_version(s, app_id)
+            if config is not None:
+                values, operation_id = config
+                version = self._add_version(s, app_id, values, operation_id)
+            s.execute(
+                update(models.Release)
+                .where(models.Release.app_id == app_id, models.Release.status == "active")
+                .values(status="retired")
+            )
+            s.execute(
+                update(models.Release)
+                .where(models.Release.id == release_id)
+                .values(status="active", config_version=version)
+            )
+            s.execute(
+                update(models.App)
+                .where(models.App.id == app_id)
+                .values(current_release_id=release_id, config_version=version)
+            )
+            if credentials is not None:
+                self._save_credentials(s, app_id, credentials)
+            return version
+
+    def set_scale(self, app_id: int, scale: dict[str, int]) -> None:
+        with self._write() as s:
+            s.execute(
+                update(models.App).where(models.App.id == app_id).values(scale=json.dumps(scale))
+            )
+
+    def releases(self, app_id: int) -> list[Release]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.Release)
+                .where(models.Release.app_id == app_id)
+                .order_by(models.Release.id.desc())
+            )
+            return [_release(r) for r in rows]
+
+    def live_releases(self) -> dict[str, Release]:
+        """Every app's current release, by app handle."""
+        with self._read() as s:
+            rows = s.execute(
+                select(models.App.handle, models.Release).join(
+                    models.Release, models.Release.id == models.App.current_release_id
+                )
+            )
+            return {handle: _release(release) for handle, release in rows}
+
+    def busy_apps(self) -> set[str]:
+        """Handles of apps with an operation running now."""
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.Operation.app_handle).where(
+                    models.Operation.status == OperationStatus.RUNNING.value
+                )
+            )
+            return set(rows)
+
+    # registry credentials
+
+    def credentials(self, app_id: int, host: str) -> RegistryCredentials | None:
+        with self._read() as s:
+            row = s.get(models.RegistryCredential, (app_id, host))
+            if row is None:
+                return None
+            return RegistryCredentials(host, row.username, self._cipher.decrypt(row.password))
+
+    def credential_hosts(self, app_id: int) -> list[str]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.RegistryCredential.host)
+                .where(models.RegistryCredential.app_id == app_id)
+                .order_by(models.RegistryCredential.host)
+            )
+            return list(rows)
+
+    def _save_credentials(self, s: Session, app_id: int, credentials: RegistryCredentials) -> None:
+        s.merge(
+            models.RegistryCredential(
+                app_id=app_id,
+                host=credentials.host,
+                username=credentials.username,
+                password=self._cipher.encrypt(credentials.password),
+                updated_at=now(),
+            )
+        )

@@ -15,7 +15,8 @@ from dockyard.domain.operations import (
     OperationStatus,
 )
 from dockyard.services.context import Platform
-from dockyard.services.running import OperationRun, execute
+from dockyard.services.handlers import execute
+from dockyard.services.running import OperationRun
 
 log = logging.getLogger("dockyard.worker")
 

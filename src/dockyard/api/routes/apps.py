@@ -3,9 +3,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from dockyard.api.deps import CurrentUser, PlatformDep
-from dockyard.api.schemas import AppDetail, AppIn, AppOut, GrantIn, OperationOut
+from dockyard.api.schemas import (
+    AppDetail,
+    AppIn,
+    AppOut,
+    ContainerOut,
+    DeployIn,
+    GrantIn,
+    OperationOut,
+    ReleaseOut,
+)
 from dockyard.domain import records
-from dockyard.services import apps
+from dockyard.domain.configuration import ConfigChange
+from dockyard.services import apps, releases
 from dockyard.services.context import Platform
 
 router = APIRouter(tags=["apps"])
@@ -33,7 +43,53 @@ def create_app(body: AppIn, platform: PlatformDep, user: CurrentUser) -> AppOut:
 @router.get("/apps/{handle}")
 def show_app(handle: str, platform: PlatformDep, user: CurrentUser) -> AppDetail:
     app = apps.find(platform, user, handle)
-    return AppDetail(**_out(platform, app).model_dump(), members=apps.members(platform, app))
+    now = releases.running(platform, app)
+    release = now.release
+    return AppDetail(
+        **_out(platform, app).model_dump(),
+        members=apps.members(platform, app),
+        url=now.url,
+        release=ReleaseOut(
+            id=release.id,
+            image=release.image,
+            source=release.source,
+            config_version=release.config_version,
+            services=[s.name for s in release.services],
+        )
+        if release
+        else None,
+        containers=[
+            ContainerOut(
+                id=c.id[:12],
+                service=c.service,
+                index=c.index,
+                release=c.release,
+                port=c.port,
+                state=c.state,
+            )
+            for c in now.containers
+        ],
+        registry_hosts=now.registry_hosts,
+    )
+
+
+@router.post("/apps/{handle}/deploy", status_code=202)
+def deploy(handle: str, body: DeployIn, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+    operation = releases.start_deploy(
+        platform,
+        user,
+        handle,
+        image=body.docker_image,
+        username=body.private_registry_username,
+        password=body.private_registry_password,
+        change=ConfigChange(set=body.set, unset=frozenset(body.unset)),
+    )
+    return OperationOut.of(operation)
+
+
+@router.post("/apps/{handle}/restart", status_code=202)
+def restart(handle: str, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+    return OperationOut.of(releases.start_restart(platform, user, handle))
 
 
 @router.delete("/apps/{handle}", status_code=202)

@@ -1,0 +1,88 @@
+"""Containers as the runtime reports them, and what a runtime must do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from dockyard.domain.images import ImageReference
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    host: str
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password, even by accident
+        return f"RegistryCredentials(host={self.host!r}, username={self.username!r})"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    app: str
+    release: int
+    service: str
+    index: int
+    image: str
+    command: str | None
+    environment: Mapping[str, str]
+    port: int
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    app: str
+    release: int
+    service: str
+    index: int
+    port: int
+    state: str  # the engine's: running, exited, restarting, created...
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Runtime(Protocol):
+    """Runs an app's containers; the Docker engine today, Swarm next."""
+
+    def resolve(self, image: ImageReference, credentials: RegistryCredentials | None) -> str:
+        """The image's digest (``sha256:...``), asked of its registry."""
+        ...
+
+    def pull(self, image: ImageReference, credentials: RegistryCredentials | None) -> None: ...
+
+    def read_file(self, image: str, path: str) -> str | None:
+        """A text file from the image, or ``None`` when it has none."""
+        ...
+
+    def free_port(self) -> int:
+        """A port on which a new container with host networking may listen."""
+        ...
+
+    def start(self, spec: ContainerSpec) -> Container: ...
+
+    def remove(self, container_id: str, *, grace: float = 10.0) -> None: ...
+
+    def containers(self, app: str | None = None) -> list[Container]: ...
+
+    def inspect(self, container_id: str) -> Container | None: ...
+
+    def logs(self, container_id: str, tail: int = 20) -> str: ...
+
+
+class Router(Protocol):
+    """Sends ``http://<app>.<domain>/`` to the app's routed containers."""
+
+    def route(self, app: str, ports: list[int]) -> None: ...
+
+    def unroute(self, app: str) -> None: ...
+
+    def replace_all(self, routes: dict[str, list[int]]) -> None: ...
+
+    def routes(self) -> dict[str, list[int]]: ...
+
+    def url(self, app: str) -> str: ...

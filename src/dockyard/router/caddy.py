@@ -1,0 +1,166 @@
+"""Caddy as the router: started and supervised by the server, configured as JSON.
+
+Every change loads the whole configuration through the admin API's
+``POST /load``; Caddy swaps it in gracefully, finishing requests in flight,
+so a release switch drops nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("dockyard.router")
+
+
+class RouterError(Exception):
+    pass
+
+
+class CaddyRouter:
+    def __init__(
+        self, *, listen: str, domain: str, admin: str, data_dir: Path, binary: str = "caddy"
+    ) -> None:
+        self.listen = listen
+        self.domain = domain
+        self.admin = admin
+        self.data_dir = data_dir
+        self.binary = binary
+        self._routes: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._http = httpx.Client(base_url=f"http://{admin}", timeout=10)
+
+    # the process
+
+    def start(self) -> None:
+        path = shutil.which(self.binary)
+        if path is None:
+            raise RouterError(f"{self.binary} is not installed: run `make install`")
+        config = self.data_dir / "caddy.json"
+        config.write_text(json.dumps(self._config()))
+        log_file = (self.data_dir / "caddy.log").open("ab")
+        with log_file:
+            self._process = subprocess.Popen(
+                [path, "run", "--config", str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={"HOME": str(self.data_dir), "XDG_DATA_HOME": str(self.data_dir / "caddy")},
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RouterError(
+                    f"caddy exited at start: see {self.data_dir / 'caddy.log'} "
+                    f"(is {self.listen} or {self.admin} in use?)"
+                )
+            try:
+                self._http.get("/config/")
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RouterError("caddy's admin API did not answer within 15 s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._http.close()
+
+    def ensure_running(self) -> None:
+        """Restart Caddy if it died, with every route it had."""
+        if self._process is not None and self._process.poll() is not None:
+            log.warning("caddy exited (%s); restarting it", self._process.returncode)
+            self.start()
+
+    # routes
+
+    def url(self, app: str) -> str:
+        port = self.listen.rpartition(":")[2]
+        return f"http://{app}.{self.domain}:{port}/"
+
+    def route(self, app: str, ports: list[int]) -> None:
+        with self._lock:
+            self._routes[app] = sorted(ports)
+            self._load()
+
+    def unroute(self, app: str) -> None:
+        with self._lock:
+            if self._routes.pop(app, None) is not None:
+                self._load()
+
+    def replace_all(self, routes: dict[str, list[int]]) -> None:
+        with self._lock:
+            self._routes = {app: sorted(ports) for app, ports in routes.items()}
+            self._load()
+
+    def routes(self) -> dict[str, list[int]]:
+        with self._lock:
+            return dict(self._routes)
+
+    def _load(self) -> None:
+        self.ensure_running()
+        response = self._http.post("/load", json=self._config())
+        if response.status_code != 200:
+            raise RouterError(f"caddy refused the configuration: {response.text[:300]}")
+
+    def _config(self) -> dict[str, Any]:
+        routes: list[dict[str, Any]] = []
+        for app, ports in sorted(self._routes.items()):
+            if not ports:
+                continue
+            routes.append(
+                {
+                    "match": [{"host": [f"{app}.{self.domain}"]}],
+                    "handle": [
+                        {
+                            "handler": "reverse_proxy",
+                            "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in ports],
+                            "load_balancing": {
+                                "selection_policy": {"policy": "round_robin"},
+                                # A container that just stopped is skipped, not reported.
+                                "try_duration": "5s",
+                                "try_interval": "100ms",
+                            },
+                        }
+                    ],
+                    "terminal": True,
+                }
+            )
+        routes.append(
+            {
+                "handle": [
+                    {
+                        "handler": "static_response",
+                        "status_code": 404,
+                        "body": "No app is served at this address.\n",
+                    }
+                ]
+            }
+        )
+        return {
+            "admin": {"listen": self.admin},
+            "logging": {"logs": {"default": {"level": "WARN"}}},
+            "apps": {
+                "http": {
+                    "servers": {
+                        "dockyard": {
+                            "listen": [self.listen],
+                            "automatic_https": {"disable": True},
+                            "routes": routes,
+                        }
+                    }
+                }
+            },
+        }

@@ -1,0 +1,189 @@
+"""The ``docker`` runtime: one Docker engine, containers with host networking."""
+
+from __future__ import annotations
+
+import io
+import socket
+import tarfile
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container as DockerContainer
+from docker.types import LogConfig
+
+from dockyard.domain import errors
+from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
+from dockyard.domain.images import ImageReference
+
+LABEL_APP = "dockyard.app"
+LABEL_RELEASE = "dockyard.release"
+LABEL_SERVICE = "dockyard.service"
+LABEL_INDEX = "dockyard.index"
+LABEL_PORT = "dockyard.port"
+
+_UNAUTHORIZED = (
+    "unauthorized",
+    "authentication required",
+    "no basic auth credentials",
+    "denied",
+    "401",
+)
+_NOT_FOUND = ("manifest unknown", "not found", "name unknown", "does not exist", "404")
+_UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "dial tcp",
+    "timeout",
+    "connection reset",
+    "server gave http response",
+)
+
+
+def _auth(credentials: RegistryCredentials | None) -> dict[str, str] | None:
+    if credentials is None:
+        return None
+    return {"username": credentials.username, "password": credentials.password}
+
+
+def registry_error(
+    exc: Exception, image: ImageReference, credentials: RegistryCredentials | None
+) -> errors.DockyardError:
+    """Turn the engine's words about a registry into one specific error."""
+    text = str(getattr(exc, "explanation", None) or exc).lower()
+    if any(word in text for word in _UNREACHABLE):
+        return errors.RegistryUnreachable(image.host)
+    if any(word in text for word in _UNAUTHORIZED):
+        return errors.CredentialsRejected(image.host, had_credentials=credentials is not None)
+    if any(word in text for word in _NOT_FOUND):
+        return errors.ImageNotFound(str(image))
+    return errors.RegistryUnreachable(image.host, "the engine said: " + text[:200])
+
+
+class DockerRuntime:
+    def __init__(self, base_url: str | None = None) -> None:
+        # DOCKER_HOST and friends apply when no URL is given, as for `docker`.
+        if base_url:
+            self._client = docker.DockerClient(base_url=base_url, version="auto")
+        else:
+            self._client = docker.from_env(version="auto")
+
+    def close(self) -> None:
+        self._client.close()
+
+    def resolve(self, image: ImageReference, credentials: RegistryCredentials | None) -> str:
+        try:
+            data = self._client.images.get_registry_data(str(image), auth_config=_auth(credentials))
+        except (APIError, DockerException) as exc:
+            raise registry_error(exc, image, credentials) from None
+        digest = str(data.id)
+        return digest
+
+    def pull(self, image: ImageReference, credentials: RegistryCredentials | None) -> None:
+        try:
+            self._client.api.pull(
+                image.name,
+                tag=image.digest or image.tag,
+                auth_config=_auth(credentials),
+            )
+        except (APIError, DockerException) as exc:
+            raise registry_error(exc, image, credentials) from None
+
+    def read_file(self, image: str, path: str) -> str | None:
+        container = self._client.containers.create(image, entrypoint=["/"], network_mode="none")
+        try:
+            stream, _ = container.get_archive(path)
+            data = io.BytesIO(b"".join(stream))
+        except NotFound:
+            return None
+        finally:
+            container.remove(force=True)
+        with tarfile.open(fileobj=data) as archive:
+            member = archive.next()
+            if member is None or not member.isfile():
+                return None
+            extracted = archive.extractfile(member)
+            return extracted.read().decode("utf-8", "replace") if extracted else None
+
+    def start(self, spec: ContainerSpec) -> Container:
+        command: Any = ["/bin/sh", "-c", spec.command] if spec.command else None
+        container = self._client.containers.run(
+            spec.image,
+            command=command,
+            name=f"{spec.app}.{spec.service}.{spec.index}.r{spec.release}",
+            detach=True,
+            network_mode="host",
+            environment={**spec.environment, "PORT": str(spec.port)},
+            labels={
+                LABEL_APP: spec.app,
+                LABEL_RELEASE: str(spec.release),
+                LABEL_SERVICE: spec.service,
+                LABEL_INDEX: str(spec.index),
+                LABEL_PORT: str(spec.port),
+            },
+            restart_policy={"Name": "always"},
+            log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+        )
+        return self._container(container)
+
+    def free_port(self) -> int:
+        """A loopback port no process listens on and no app container claims."""
+        claimed = {c.port for c in self.containers()}
+        for _ in range(100):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = int(probe.getsockname()[1])
+            if port not in claimed:
+                return port
+        raise RuntimeError("no free port found")
+
+    def remove(self, container_id: str, *, grace: float = 10.0) -> None:
+        try:
+            container = self._client.containers.get(container_id)
+            container.stop(timeout=int(grace))
+            container.remove(force=True)
+        except NotFound:
+            pass
+
+    def containers(self, app: str | None = None) -> list[Container]:
+        label = f"{LABEL_APP}={app}" if app else LABEL_APP
+        found = self._client.containers.list(all=True, filters={"label": label})
+        return [self._container(c) for c in found]
+
+    def inspect(self, container_id: str) -> Container | None:
+        try:
+            return self._container(self._client.containers.get(container_id))
+        except NotFound:
+            return None
+
+    def logs(self, container_id: str, tail: int = 20) -> str:
+        try:
+            output = self._client.containers.get(container_id).logs(tail=tail)
+        except NotFound:
+            return ""
+        return bytes(output).decode("utf-8", "replace")
+
+    def has_image(self, image: str) -> bool:
+        try:
+            self._client.images.get(image)
+        except ImageNotFound:
+            return False
+        return True
+
+    @staticmethod
+    def _container(container: DockerContainer) -> Container:
+        labels = container.labels
+        state = container.attrs.get("State", {})
+        status = state.get("Status", "unknown") if isinstance(state, dict) else str(state)
+        if status == "running" and state.get("Restarting"):
+            status = "restarting"
+        return Container(
+            id=str(container.id),
+            app=labels.get(LABEL_APP, ""),
+            release=int(labels.get(LABEL_RELEASE, "0")),
+            service=labels.get(LABEL_SERVICE, ""),
+            index=int(labels.get(LABEL_INDEX, "0")),
+            port=int(labels.get(LABEL_PORT, "0")),
+            state=status,
+        )

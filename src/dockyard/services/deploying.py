@@ -1,0 +1,246 @@
+"""Releases: resolve, pull, start, check, switch the router, drain the old.
+
+Every path that changes what runs — deploy, configuration change, restart —
+goes through ``roll_out``, so each gets the same health check and the same
+guarantee: on any failure the new containers are removed and the previous
+release keeps serving with its previous configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from dockyard.domain import records
+from dockyard.domain.configuration import MASK, is_secret, process_environment
+from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
+from dockyard.domain.errors import HealthCheckFailed, InvalidInput
+from dockyard.domain.images import ImageReference
+from dockyard.domain.releases import (
+    PROCFILE_PATHS,
+    STAY_UP_SECONDS,
+    HealthCheck,
+    Release,
+    Service,
+    default_services,
+    parse_procfile,
+)
+from dockyard.services.configuration import change_from_payload
+from dockyard.services.running import OperationRun
+
+DRAIN_SECONDS = 1.0
+PROBE_INTERVAL = 0.1
+LOG_LINES_ON_FAILURE = 20
+
+
+class NeverDeployed(InvalidInput):
+    def __init__(self, handle: str) -> None:
+        super().__init__(
+            f"app {handle!r} has never been deployed: pass --docker-image to deploy an image"
+        )
+
+
+def _given_credentials(payload: Mapping[str, Any], host: str) -> RegistryCredentials | None:
+    username, password = payload.get("username"), payload.get("password")
+    if username and password:
+        return RegistryCredentials(host, str(username), str(password))
+    return None
+
+
+def deploy(run: OperationRun) -> str:
+    platform, payload = run.platform, run.operation.payload
+    app = run.app()
+    current = platform.store.get_release(app.current_release_id) if app.current_release_id else None
+    source = payload.get("image") or (current.source if current else None)
+    if not source:
+        raise NeverDeployed(app.handle)
+    image = ImageReference.parse(str(source))
+    given = _given_credentials(payload, image.host)
+    credentials = given or platform.store.credentials(app.id, image.host)
+
+    change = change_from_payload(payload)
+    values = change.apply(platform.store.configuration(app.id, app.config_version).values)
+    health = HealthCheck.from_configuration(values)
+    if not change.empty:
+        run.log(f"Configuration for this deploy: {change.summary()}")
+
+    runtime = platform.runtime()
+    auth = (
+        "with the credentials given"
+        if given
+        else ("with stored credentials" if credentials else "without credentials")
+    )
+    run.log(f"Resolving {image} ({auth} for {image.host})")
+    digest = image.digest or runtime.resolve(image, credentials)
+    pinned = image.pinned(digest)
+    run.log(f"Pulling {pinned}")
+    runtime.pull(pinned, credentials)
+    run.hold()
+    run.check_cancelled()
+
+    services = _services(run, str(pinned))
+    release = platform.store.create_release(
+        app.id,
+        image=str(pinned),
+        source=str(image),
+        config_version=app.config_version,
+        services=services,
+        operation_id=run.operation.id,
+    )
+    roll_out(run, app, release, values, health)
+    version = platform.store.activate_release(
+        app.id,
+        release.id,
+        config=None if change.empty else (values, run.operation.id),
+        credentials=given,
+    )
+    if given is not None:
+        run.log(f"Saved the credentials for {image.host} for later deploys of {app.handle}")
+    run.log(f"Release {release.id} is live at {platform.url(app.handle)}")
+    return f"release {release.id} ({pinned}) with configuration version {version}"
+
+
+def restart_with(run: OperationRun, values: dict[str, str] | None) -> Release | None:
+    """Roll out the current release again, with ``values`` as its configuration.
+
+    Returns the new release, or None when the app has never been deployed.
+    """
+    platform = run.platform
+    app = run.app()
+    if app.current_release_id is None:
+        return None
+    current = platform.store.get_release(app.current_release_id)
+    assert current is not None
+    if values is None:
+        values = platform.store.configuration(app.id, app.config_version).values
+    health = HealthCheck.from_configuration(values)
+    release = platform.store.create_release(
+        app.id,
+        image=current.image,
+        source=current.source,
+        config_version=app.config_version,
+        services=list(current.services),
+        operation_id=run.operation.id,
+    )
+    run.log(f"Restarting {app.handle} with release {release.id} ({current.image})")
+    roll_out(run, app, release, values, health)
+    return release
+
+
+def _services(run: OperationRun, image: str) -> list[Service]:
+    runtime = run.platform.runtime()
+    for path in PROCFILE_PATHS:
+        text = runtime.read_file(image, path)
+        if text is not None:
+            services = parse_procfile(text)
+            names = ", ".join(s.name for s in services)
+            run.log(f"Services from {path}: {names}")
+            return services
+    run.log("No Procfile in the image: one service, cmd, runs the image's CMD")
+    return default_services()
+
+
+def roll_out(
+    run: OperationRun,
+    app: records.App,
+    release: Release,
+    values: Mapping[str, str],
+    health: HealthCheck,
+) -> None:
+    platform = run.platform
+    runtime = platform.runtime()
+    old = [c for c in runtime.containers(app.handle) if c.release != release.id]
+    environment = process_environment(values)
+    started: list[tuple[Service, Container]] = []
+    try:
+        for service in release.services:
+            for index in range(app.scale.get(service.name, 1)):
+                spec = ContainerSpec(
+                    app=app.handle,
+                    release=release.id,
+                    service=service.name,
+                    index=index,
+                    image=release.image,
+                    command=service.command,
+                    environment=environment,
+                    port=runtime.free_port(),
+                )
+                started.append((service, runtime.start(spec)))
+                run.log(f"Started {service.name}.{index + 1} on port {spec.port}")
+        _check_health(run, started, health, values)
+        run.check_cancelled()
+    except BaseException:
+        for _, container in started:
+            runtime.remove(container.id, grace=0)
+        platform.store.fail_release(release.id)
+        run.log(f"Removed the containers of release {release.id}; the previous release stays")
+        raise
+
+    routed = [c.port for service, c in started if service.routed]
+    if routed:
+        platform.router().route(app.handle, routed)
+        run.log(f"Router: {platform.url(app.handle)} now goes to release {release.id}")
+    if old:
+        time.sleep(DRAIN_SECONDS)  # let requests already sent to the old ones finish
+        for container in old:
+            runtime.remove(container.id)
+        run.log(f"Stopped {len(old)} container(s) of the previous release")
+
+
+def _check_health(
+    run: OperationRun,
+    started: list[tuple[Service, Container]],
+    health: HealthCheck,
+    values: Mapping[str, str],
+) -> None:
+    runtime = run.platform.runtime()
+    probe = run.platform.probe
+    begin = time.monotonic()
+    waiting = {c.id: (s, c) for s, c in started}
+    if any(s.routed for s, _ in started):
+        run.log(
+            f"Waiting up to {health.timeout:.0f} s for HTTP on {health.path}"
+            + (" (status 200, STRICT_HEALTH_CHECKS)" if health.strict else "")
+        )
+    while waiting:
+        run.check_cancelled()
+        elapsed = time.monotonic() - begin
+        for container_id, (service, container) in list(waiting.items()):
+            state = runtime.inspect(container_id)
+            if state is None or not state.running:
+                raise _failed(
+                    run, container, values, f"exited ({state.state if state else 'gone'})"
+                )
+            if service.routed:
+                status = probe(container.port, health.path)
+                if status is not None and (status == 200 or not health.strict):
+                    run.log(f"{service.name}.{container.index + 1} answered HTTP {status}")
+                    del waiting[container_id]
+                elif elapsed >= health.timeout:
+                    why = (
+                        f"did not answer HTTP on port {container.port} within "
+                        f"{health.timeout:.0f} s"
+                        if status is None
+                        else f"answered {status} on {health.path}, not 200"
+                    )
+                    raise _failed(run, container, values, why)
+            elif elapsed >= STAY_UP_SECONDS:
+                run.log(f"{service.name}.{container.index + 1} stayed up")
+                del waiting[container_id]
+        if waiting:
+            time.sleep(PROBE_INTERVAL)
+
+
+def _failed(
+    run: OperationRun, container: Container, values: Mapping[str, str], why: str
+) -> HealthCheckFailed:
+    logs = run.platform.runtime().logs(container.id, tail=LOG_LINES_ON_FAILURE)
+    for key, value in values.items():  # an app may print its own secrets
+        if is_secret(key) and value:
+            logs = logs.replace(value, MASK)
+    name = f"{container.service}.{container.index + 1}"
+    run.log(f"{name} {why}; its last log lines:")
+    for line in logs.splitlines()[-LOG_LINES_ON_FAILURE:]:
+        run.log(f"  | {line}")
+    return HealthCheckFailed(f"the new release failed its health check: {name} {why}")

@@ -1,0 +1,74 @@
+"""What each kind of operation does once a worker has claimed it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dockyard.domain.errors import InvalidInput
+from dockyard.domain.operations import OperationType
+from dockyard.services.configuration import change_from_payload
+from dockyard.services.deploying import deploy, restart_with
+from dockyard.services.running import OperationRun
+
+
+def configure(run: OperationRun) -> str:
+    store = run.platform.store
+    app = run.app()
+    change = change_from_payload(run.operation.payload)
+    run.log(f"Updating the configuration of {app.handle}: {change.summary()}")
+    run.hold()
+    values = change.apply(store.configuration(app.id, app.config_version).values)
+    run.check_cancelled()
+    release = restart_with(run, values)
+    if release is None:
+        version = store.save_configuration(app.id, values, run.operation.id)
+    else:
+        version = store.activate_release(
+            app.id, release.id, config=(values, run.operation.id), credentials=None
+        )
+    run.log(f"Configuration version {version} is now current")
+    return f"configuration version {version}"
+
+
+def restart(run: OperationRun) -> str:
+    app = run.app()
+    release = restart_with(run, None)
+    if release is None:
+        raise InvalidInput(f"app {app.handle!r} has never been deployed: nothing to restart")
+    run.platform.store.activate_release(app.id, release.id, config=None, credentials=None)
+    run.log(f"{app.handle} restarted with release {release.id}")
+    return f"release {release.id}"
+
+
+def deprovision(run: OperationRun) -> str:
+    platform = run.platform
+    app = run.app()
+    run.log(f"Deprovisioning {app.handle}")
+    run.hold()
+    run.check_cancelled()
+    if platform.store.releases(app.id):
+        platform.router().unroute(app.handle)
+        runtime = platform.runtime()
+        containers = runtime.containers(app.handle)
+        for container in containers:
+            runtime.remove(container.id)
+        run.log(f"Removed {len(containers)} container(s) and the route")
+    platform.store.delete_app(app.id)
+    run.log(
+        f"{app.handle} is deprovisioned: its configuration, stored registry credentials "
+        "and grants are deleted"
+    )
+    return f"{app.handle} deprovisioned"
+
+
+HANDLERS: dict[OperationType, Callable[[OperationRun], str]] = {
+    OperationType.CONFIGURE: configure,
+    OperationType.DEPLOY: deploy,
+    OperationType.RESTART: restart,
+    OperationType.DEPROVISION: deprovision,
+}
+
+
+def execute(run: OperationRun) -> str:
+    """Run the operation; return its result message or raise why it failed."""
+    return HANDLERS[run.operation.type](run)

@@ -1,0 +1,78 @@
+"""Deploys and restarts as users ask for them, and what an app is running."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.domain import records
+from dockyard.domain.configuration import ConfigChange
+from dockyard.domain.containers import Container
+from dockyard.domain.errors import InvalidInput
+from dockyard.domain.images import ImageReference
+from dockyard.domain.operations import OperationType
+from dockyard.domain.releases import Release
+from dockyard.services import apps
+from dockyard.services.context import Platform
+from dockyard.services.deploying import NeverDeployed
+from dockyard.services.operations import start
+
+
+def start_deploy(
+    platform: Platform,
+    user: records.User,
+    handle: str,
+    *,
+    image: str | None,
+    username: str | None,
+    password: str | None,
+    change: ConfigChange,
+) -> records.Operation:
+    app = apps.find(platform, user, handle)
+    if image is not None:
+        ImageReference.parse(image)  # a malformed reference fails now, not in the queue
+    elif app.current_release_id is None:
+        raise NeverDeployed(app.handle)
+    if bool(username) != bool(password):
+        raise InvalidInput(
+            "pass both --private-registry-username and --private-registry-password, or neither"
+        )
+    payload = {
+        "image": image,
+        "username": username,
+        "password": password,
+        "set": dict(change.set),
+        "unset": sorted(change.unset),
+    }
+    return start(platform, app, OperationType.DEPLOY, payload, user)
+
+
+def start_restart(platform: Platform, user: records.User, handle: str) -> records.Operation:
+    app = apps.find(platform, user, handle)
+    if app.current_release_id is None:
+        raise InvalidInput(f"app {app.handle!r} has never been deployed: nothing to restart")
+    return start(platform, app, OperationType.RESTART, {}, user)
+
+
+@dataclass(frozen=True)
+class Running:
+    url: str
+    release: Release | None
+    containers: list[Container]
+    registry_hosts: list[str]
+
+
+def running(platform: Platform, app: records.App) -> Running:
+    release = None
+    containers: list[Container] = []
+    if app.current_release_id is not None:
+        release = platform.store.get_release(app.current_release_id)
+        containers = sorted(
+            platform.runtime().containers(app.handle),
+            key=lambda c: (c.release, c.service, c.index),
+        )
+    return Running(
+        url=platform.url(app.handle),
+        release=release,
+        containers=containers,
+        registry_hosts=platform.store.credential_hosts(app.id),
+    )
