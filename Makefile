@@ -17,14 +17,14 @@ lint: install
 	$(BIN)/lint-imports
 
 test: install lint
-	@eval "$$(bash scripts/services.sh)" && export DOCKYARD_TEST_POSTGRES && \
+	@set -a && eval "$$(bash scripts/services.sh)" && set +a && \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit
 
 bench: install
-	@eval "$$(bash scripts/services.sh)" && export DOCKYARD_TEST_POSTGRES && \
+	@set -a && eval "$$(bash scripts/services.sh)" && set +a && \
 	  $(BIN)/python bench/api.py
 
 clean:

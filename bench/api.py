@@ -23,6 +23,7 @@ Only 127.0.0.1 is contacted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,7 +59,10 @@ LOCALHOST = "127.0.0.1"
 REQUEST_TIMEOUT = 30.0
 # Each scenario stops after its duration or after this many requests in all.
 MAX_REQUESTS_PER_SCENARIO = 200_000
-WARMUP_PER_THREAD = 3
+# Unmeasured requests per client thread first: connect, warm the server's caches.
+WARMUP = {"list": 3, "config": 1, "stub": 3}
+# The stub scenarios (the load generator's ceiling) run at most this long.
+STUB_SECONDS = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -121,6 +125,7 @@ def config_set_once(client: httpx.Client, handle: str, n: int) -> str | None:
 ACTIONS: dict[str, Callable[[httpx.Client, str, int], str | None]] = {
     "list": list_apps_once,
     "config": config_set_once,
+    "stub": list_apps_once,
 }
 
 
@@ -128,6 +133,7 @@ def _load_thread(
     url: str,
     token: str,
     action: Callable[[httpx.Client, str, int], str | None],
+    warmup: int,
     handle: str,
     max_requests: int,
     ready: threading.Barrier,
@@ -137,7 +143,7 @@ def _load_thread(
 ) -> None:
     with _client(url, token) as client:
         try:
-            for n in range(WARMUP_PER_THREAD):  # connect, warm caches; not measured
+            for n in range(warmup):
                 error = action(client, handle, -1 - n)
                 if error and not result.first_error:
                     result.first_error = "warm-up: " + error
@@ -184,10 +190,11 @@ def load_process(
     go = threading.Event()
     deadline = [0.0]
     outcomes = [ThreadResult() for _ in handles]
+    shared = (ready, go, deadline)
     threads = [
         threading.Thread(
             target=_load_thread,
-            args=(url, token, action, h, max_requests_per_thread, ready, go, deadline, r),
+            args=(url, token, action, WARMUP[kind], h, max_requests_per_thread, *shared, r),
             daemon=True,
         )
         for h, r in zip(handles, outcomes, strict=True)
@@ -221,7 +228,88 @@ def load_process(
     results.put(report)
 
 
+# --- the stub server: what the load generator can do against a server that costs nothing --
+
+
+class _StubProtocol(asyncio.Protocol):
+    """Answers every request on a keep-alive connection with the same bytes."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        # GET requests only: a request is complete at its blank line.
+        while b"\r\n\r\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            assert self.transport is not None
+            self.transport.write(self.response)
+
+
+def serve_stub(port: int, body: bytes, lifetime: float) -> None:
+    """In a child process: serve ``body`` as JSON on 127.0.0.1 for at most ``lifetime`` s."""
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+    response = head.encode() + b"\r\n\r\n" + body
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _StubProtocol(response), LOCALHOST, port)
+        async with server:
+            await asyncio.sleep(lifetime)
+
+    asyncio.run(serve())
+
+
+class StubServer:
+    """A process serving a fixed ``GET /apps`` body: the load generator's ceiling."""
+
+    def __init__(self, body: bytes, lifetime: float) -> None:
+        self.port = free_port()
+        self.url = f"http://{LOCALHOST}:{self.port}"
+        ctx = multiprocessing.get_context("fork")
+        self.process = ctx.Process(target=serve_stub, args=(self.port, body, lifetime), daemon=True)
+
+    def start(self) -> None:
+        self.process.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((LOCALHOST, self.port), timeout=1),
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the stub server did not start")
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(timeout=5)
+
+    def cpu_seconds(self) -> float:
+        assert self.process.pid is not None
+        return _cpu_seconds(self.process.pid)
+
+
 # --- the parent: servers, scenarios, report -------------------------------------------------
+
+
+class Target(Protocol):
+    url: str
+
+    def cpu_seconds(self) -> float: ...
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def free_port() -> int:
@@ -300,9 +388,7 @@ class Server:
         return ""
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return _cpu_seconds(self.pid)
 
     def status_kib(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -380,7 +466,7 @@ class Outcome:
 
 
 def run_scenario(
-    server: Server,
+    server: Target,
     token: str,
     backend: str,
     scenario: Scenario,
@@ -458,19 +544,35 @@ class BackendRun:
     peak_rss_kib: int
     startup_s: float
     create_apps_s: float
+    apps_body: bytes
 
 
-def create_apps(server: Server, token: str, count: int) -> list[str]:
+def create_apps(server: Server, token: str, count: int) -> tuple[list[str], bytes]:
+    """Create ``count`` apps; return their handles and the ``GET /apps`` body."""
     handles = [f"bench-{n:03d}" for n in range(count)]
     with _client(server.url, token) as client:
         for handle in handles:
             response = client.post("/apps", json={"handle": handle})
             if response.status_code != 201:
                 raise RuntimeError(f"creating {handle}: {response.status_code} {response.text}")
-        listed = client.get("/apps").json()
+        body = client.get("/apps").content
+    listed = json.loads(body)
     if len(listed) != count:
         raise RuntimeError(f"GET /apps lists {len(listed)} apps, not {count}")
-    return handles
+    return handles, body
+
+
+def _progress(outcome: Outcome) -> None:
+    scenario = outcome.scenario
+    print(
+        f"  {outcome.backend:10} {scenario.name:22} c={scenario.concurrency:<3} "
+        f"{outcome.rate:8.1f}/s  p50 {outcome.p50_ms:7.2f} ms  "
+        f"p99 {outcome.p99_ms:7.2f} ms  errors {outcome.errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if outcome.first_error:
+        print(f"    first error: {outcome.first_error}", file=sys.stderr)
 
 
 def bench_backend(
@@ -484,43 +586,48 @@ def bench_backend(
         startup = time.monotonic() - began
         token = server.token
         began = time.monotonic()
-        handles = create_apps(server, token, args.apps)
+        handles, body = create_apps(server, token, args.apps)
         created = time.monotonic() - began
+        high = args.concurrency
         scenarios = [
             Scenario("GET /apps", "list", 1, ["-"]),
-            Scenario("GET /apps", "list", args.concurrency, ["-"] * args.concurrency),
+            Scenario("GET /apps", "list", high, ["-"] * high),
             Scenario("config:set (1 app)", "config", 1, handles[:1]),
-            Scenario(
-                f"config:set ({args.concurrency} apps)",
-                "config",
-                args.concurrency,
-                handles[: args.concurrency],
-            ),
+            Scenario(f"config:set ({high} apps)", "config", high, handles[:high]),
         ]
         outcomes = []
         for scenario in scenarios:
             outcome = run_scenario(
                 server, token, backend, scenario, args.duration, args.load_processes
             )
-            print(
-                f"  {backend:10} {scenario.name:22} c={scenario.concurrency:<3} "
-                f"{outcome.rate:8.1f}/s  p50 {outcome.p50_ms:7.2f} ms  "
-                f"p99 {outcome.p99_ms:7.2f} ms  errors {outcome.errors}",
-                file=sys.stderr,
-                flush=True,
-            )
-            if outcome.first_error:
-                print(f"    first error: {outcome.first_error}", file=sys.stderr)
+            _progress(outcome)
             outcomes.append(outcome)
         if server.process is None or server.process.poll() is not None:
             raise RuntimeError(f"the server died during the benchmark:\n{server.log_tail()}")
         peak = server.status_kib("VmHWM")
-        return BackendRun(backend, outcomes, peak, startup, created)
+        return BackendRun(backend, outcomes, peak, startup, created, body)
     except BaseException:
         print(f"server log ({backend}):\n{server.log_tail()}", file=sys.stderr)
         raise
     finally:
         server.stop()
+
+
+def calibrate(body: bytes, args: argparse.Namespace) -> list[Outcome]:
+    """The load generator against a stub that serves the same ``GET /apps`` bytes."""
+    duration = min(args.duration, STUB_SECONDS)
+    stub = StubServer(body, lifetime=2 * duration + 60)
+    outcomes = []
+    try:
+        stub.start()
+        for concurrency in (1, args.concurrency):
+            scenario = Scenario("GET /apps (stub)", "stub", concurrency, ["-"] * concurrency)
+            outcome = run_scenario(stub, "-", "stub", scenario, duration, args.load_processes)
+            _progress(outcome)
+            outcomes.append(outcome)
+    finally:
+        stub.stop()
+    return outcomes
 
 
 def machine() -> str:
@@ -558,8 +665,9 @@ def markdown(runs: list[BackendRun], args: argparse.Namespace) -> str:
     ]
     for run in runs:
         for o in run.outcomes:
+            backend = run.backend if o.backend != "stub" else "stub (load-gen ceiling)"
             rows.append(
-                f"| {run.backend} | {o.scenario.name} | {o.scenario.concurrency} | {o.count} "
+                f"| {backend} | {o.scenario.name} | {o.scenario.concurrency} | {o.count} "
                 f"| {o.rate:,.0f} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.errors} "
                 f"| {o.server_cpu:.2f} | {o.client_cpu:.2f} |"
             )
@@ -569,6 +677,8 @@ def markdown(runs: list[BackendRun], args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|",
     ]
     for run in runs:
+        if run.backend == "stub":
+            continue
         rows.append(
             f"| {run.backend} | {run.peak_rss_kib / 1024:.1f} MiB | {run.startup_s:.2f} s "
             f"| {args.apps} in {run.create_apps_s:.2f} s |"
@@ -588,6 +698,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="the high concurrency")
     parser.add_argument(
         "--load-processes", type=int, default=2, help="processes generating the load"
+    )
+    parser.add_argument(
+        "--no-stub", action="store_true", help="skip measuring the load generator's ceiling"
     )
     args = parser.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -623,21 +736,34 @@ def main() -> int:
             else:
                 with postgres_database(postgres_admin_url()) as url:
                     runs.append(bench_backend(backend, url, args, work))
+        if not args.no_stub:
+            print("stub: the load generator against a server that costs nothing", file=sys.stderr)
+            body = runs[0].apps_body if runs else b"[]"
+            runs.append(BackendRun("stub", calibrate(body, args), 0, 0.0, 0.0, body))
     elapsed = (datetime.now(UTC) - started).total_seconds()
     print(f"## API benchmark ({started:%Y-%m-%d %H:%M} UTC)\n")
     print(f"- command: `{command}` (in {Path.cwd()})")
     print(f"- machine: {machine()}")
     print(f"- revision: {git_revision()}; whole run {elapsed:.0f} s")
     print(
-        f"- each scenario: {args.duration:g} s after {WARMUP_PER_THREAD} warm-up requests per "
+        f"- each scenario: {args.duration:g} s (stub: {min(args.duration, STUB_SECONDS):g} s) "
+        f"after {WARMUP['list']} warm-up GETs or {WARMUP['config']} warm-up config:set per "
         f"client; load from {args.load_processes} processes, one httpx.Client per thread; "
-        "server with default --workers and DOCKYARD_ACCESS_LOG=0"
+        "server with its default --workers (4) and DOCKYARD_ACCESS_LOG=0"
     )
     print(
         "- config:set = POST /apps/{app}/configuration, then follow "
         "/operations/{id}/logs?follow=true to the end event (status succeeded)"
     )
-    print("- CPU columns: cores busy (CPU seconds / wall seconds) during the scenario\n")
+    print(
+        "- CPU columns: cores busy (CPU seconds / wall seconds) during the scenario; "
+        "p50/p99 are nearest-rank over every completed request"
+    )
+    print(
+        "- stub rows: the same load generator against a stub process that answers every "
+        "request with the bytes of GET /apps at once: the most the load generator can "
+        "measure on this machine\n"
+    )
     print(markdown(runs, args))
     failed = sum(o.errors for run in runs for o in run.outcomes)
     return 1 if failed else 0

@@ -15,13 +15,16 @@
 #                                    (PostgreSQL is the system's and stays up)
 set -euo pipefail
 
-STATE=/var/lib/dockyard-test
-RUN=/run/dockyard-test
+# A second, separate set (to try this script while the tests use the first)
+# can be had with DOCKYARD_SERVICES_STATE, DOCKYARD_SERVICES_RUN (keep it short:
+# containerd's socket path lives under it) and DOCKYARD_SERVICES_REGISTRY_PORT.
+STATE=${DOCKYARD_SERVICES_STATE:-/var/lib/dockyard-test}
+RUN=${DOCKYARD_SERVICES_RUN:-/run/dockyard-test}
 DOCKER_SOCK=$RUN/docker.sock
 DOCKER_DATA=$STATE/docker
 DOCKER_EXEC=$RUN/docker-exec
 DOCKERD_PID=$RUN/dockerd.pid
-REGISTRY_ADDR=127.0.0.1:5000
+REGISTRY_ADDR=127.0.0.1:${DOCKYARD_SERVICES_REGISTRY_PORT:-5000}
 REGISTRY_DIR=$STATE/registry
 REGISTRY_CONF=$REGISTRY_DIR/config.yml
 REGISTRY_HTPASSWD=$REGISTRY_DIR/htpasswd
@@ -57,8 +60,17 @@ pid_matches() {
   local pid cmdline
   pid=$(cat "$1" 2>/dev/null) || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmdline == *"$2"* ]]
+}
+
+# running PID: the process exists and is not a zombie (our daemons are
+# reparented to PID 1, which may reap them late).
+running() {
+  local stat
+  stat=$(cat 2>/dev/null "/proc/$1/stat") || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
 }
 
 # stop_pid PIDFILE TEXT SECONDS: TERM, wait, then KILL.
@@ -67,11 +79,11 @@ stop_pid() {
   local pid
   pid=$(cat "$1")
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $(($3 * 5))); do
-    [ -e "/proc/$pid" ] || break
-    sleep 0.2
+  for _ in $(seq 1 $(($3 * 10))); do
+    running "$pid" || break
+    sleep 0.1
   done
-  if [ -e "/proc/$pid" ]; then
+  if running "$pid"; then
     log "pid $pid did not stop in $3 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.5
@@ -129,7 +141,7 @@ docker_ping() {
 }
 
 start_docker() {
-  if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA"; then
+  if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA "; then
     for _ in $(seq 1 50); do
       if docker_ping; then
         log "Docker engine: reusing pid $(cat "$DOCKERD_PID")"
@@ -159,7 +171,7 @@ start_docker() {
   local pid=$!
   for _ in $(seq 1 300); do
     docker_ping && break
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! running "$pid"; then
       tail -n 30 "$LOGS/dockerd.log" >&2
       die "dockerd exited while starting (log: $LOGS/dockerd.log)"
     fi
@@ -173,20 +185,17 @@ start_docker() {
 }
 
 stop_docker() {
-  if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA"; then
+  if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA "; then
     log "Docker engine: stopping pid $(cat "$DOCKERD_PID")"
     # dockerd stops its containers (15 s each at most) and its containerd.
-    stop_pid "$DOCKERD_PID" "--data-root $DOCKER_DATA" 40
+    stop_pid "$DOCKERD_PID" "--data-root $DOCKER_DATA " 40
   fi
   # Whatever a killed dockerd left behind: its containerd and shims (their
   # command lines name our exec root), then mounts under our directories.
-  local pid cmdline
-  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    if [[ $cmdline == *"$DOCKER_EXEC/"* ]]; then
-      log "killing leftover pid $pid ($cmdline)"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
+  local pid
+  for pid in $(pgrep -f -- "$DOCKER_EXEC/" || true); do
+    log "killing leftover pid $pid ($(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true))"
+    kill -KILL "$pid" 2>/dev/null || true
   done
   awk -v a="$DOCKER_DATA/" -v b="$DOCKER_EXEC/" \
     'index($5, a) == 1 || index($5, b) == 1 { print $5 }' /proc/self/mountinfo |
@@ -250,14 +259,14 @@ YAML
     changed=yes
   fi
 
-  if pid_matches "$REGISTRY_PID" "$REGISTRY_CONF"; then
+  if pid_matches "$REGISTRY_PID" "$REGISTRY_CONF "; then
     if [ $changed = no ] && [ "$(registry_code)" = 401 ]; then
       log "registry: reusing pid $(cat "$REGISTRY_PID")"
       print_registry "$password"
       return
     fi
     log "registry: restarting pid $(cat "$REGISTRY_PID")"
-    stop_pid "$REGISTRY_PID" "$REGISTRY_CONF" 10
+    stop_pid "$REGISTRY_PID" "$REGISTRY_CONF " 10
   fi
 
   if port_in_use "${REGISTRY_ADDR##*:}"; then
@@ -275,7 +284,7 @@ YAML
   for _ in $(seq 1 100); do
     code=$(registry_code)
     [ "$code" != 000 ] && break
-    kill -0 "$pid" 2>/dev/null || break
+    running "$pid" || break
     sleep 0.1
   done
   if [ "$code" != 401 ]; then
@@ -293,10 +302,10 @@ print_registry() {
 }
 
 stop_registry() {
-  if pid_matches "$REGISTRY_PID" "$REGISTRY_CONF"; then
+  if pid_matches "$REGISTRY_PID" "$REGISTRY_CONF "; then
     log "registry: stopping pid $(cat "$REGISTRY_PID")"
   fi
-  stop_pid "$REGISTRY_PID" "$REGISTRY_CONF" 10
+  stop_pid "$REGISTRY_PID" "$REGISTRY_CONF " 10
 }
 
 # --------------------------------------------------------------- Base image

@@ -50,6 +50,7 @@ def build_platform(settings: ServerSettings) -> Platform:
     store = Store(settings.database_url or sqlite_url(settings.data_dir), cipher)
     store.migrate()
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    installation = store.installation_id()
     router = CaddyRouter(
         listen=settings.router_listen,
         domain=settings.domain,
@@ -61,7 +62,7 @@ def build_platform(settings: ServerSettings) -> Platform:
         events=Events(),
         public_url=public_url.rstrip("/"),
         hold_seconds=float(os.environ.get("DOCKYARD_OPERATION_HOLD_SECONDS", "0")),
-        make_runtime=lambda: DockerRuntime(settings.docker_host),
+        make_runtime=lambda: DockerRuntime(installation, settings.docker_host),
         router_=router,
         probe=http_status,
         domain=settings.domain,
@@ -114,6 +115,8 @@ class Reconciler:
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
 
     def start(self) -> None:
+        # The first pass runs before the API answers, so routes are back first.
+        self._pass()
         self._thread.start()
 
     def stop(self) -> None:
@@ -121,10 +124,11 @@ class Reconciler:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while True:
-            try:
-                reconcile(self.platform)
-            except Exception:
-                log.exception("reconciliation failed; trying again later")
-            if self._stopping.wait(self.interval):
-                return
+        while not self._stopping.wait(self.interval):
+            self._pass()
+
+    def _pass(self) -> None:
+        try:
+            reconcile(self.platform)
+        except Exception as exc:
+            log.warning("reconciliation failed (%s); trying again in %.0f s", exc, self.interval)

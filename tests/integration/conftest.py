@@ -9,6 +9,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.integration.registry import (
+    Registry,
+    build_and_push,
+    registry_from_environment,
+    remove_app_containers,
+)
 from tests.integration.servers import Server, new_postgres_database
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -45,6 +51,7 @@ def server_factory(
     yield make
     for server in started:
         server.stop()
+    remove_app_containers()
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +61,17 @@ def server(backend: str, server_factory: ServerFactory) -> Server:
 
 
 @pytest.fixture
-def fresh_server(backend: str, server_factory: ServerFactory) -> ServerFactory:
+def fresh_server(backend: str, server_factory: ServerFactory) -> Iterator[ServerFactory]:
     """Start a server of this test's backend with its own data and database."""
+    made: list[Server] = []
 
     def make(**options: object) -> Server:
-        return server_factory(backend, **options)
+        made.append(server_factory(backend, **options))
+        return made[-1]
 
-    return make
+    yield make
+    for server in made:
+        server.stop()
 
 
 @pytest.fixture
@@ -86,3 +97,10 @@ def user_token(server: Server) -> Callable[[], tuple[str, str]]:
         return name, json.loads(result.out)["token"]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    found = registry_from_environment()
+    build_and_push(found)
+    return found

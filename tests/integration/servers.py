@@ -55,6 +55,8 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 4
     port: int = field(default_factory=free_port)
+    router_port: int = field(default_factory=free_port)
+    router_admin_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -74,6 +76,8 @@ class Server:
         command = [DOCKYARD, "server", "--data-dir", str(self.data_dir)]
         command += ["--listen", f"127.0.0.1:{self.port}"]
         command += ["--workers", str(self.workers if workers is None else workers)]
+        command += ["--router-listen", f"127.0.0.1:{self.router_port}"]
+        command += ["--router-admin", f"127.0.0.1:{self.router_admin_port}"]
         if self.database_url:
             command += ["--database-url", self.database_url]
         with self.log_path.open("ab") as log:
@@ -106,6 +110,14 @@ class Server:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+    def get(self, app: str, path: str = "/", timeout: float = 5) -> httpx.Response:
+        """A request to an app through the router, as a browser would send it."""
+        return httpx.get(
+            f"http://127.0.0.1:{self.router_port}{path}",
+            headers={"Host": f"{app}.dockyard.localhost"},
+            timeout=timeout,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -16,6 +16,7 @@ from dockyard.domain import errors
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
 from dockyard.domain.images import ImageReference
 
+LABEL_INSTALLATION = "dockyard.installation"
 LABEL_APP = "dockyard.app"
 LABEL_RELEASE = "dockyard.release"
 LABEL_SERVICE = "dockyard.service"
@@ -62,7 +63,9 @@ def registry_error(
 
 
 class DockerRuntime:
-    def __init__(self, base_url: str | None = None) -> None:
+    def __init__(self, installation: str, base_url: str | None = None) -> None:
+        # Several installations may share an engine: each sees only its own.
+        self.installation = installation
         # DOCKER_HOST and friends apply when no URL is given, as for `docker`.
         if base_url:
             self._client = docker.DockerClient(base_url=base_url, version="auto")
@@ -111,11 +114,13 @@ class DockerRuntime:
         container = self._client.containers.run(
             spec.image,
             command=command,
-            name=f"{spec.app}.{spec.service}.{spec.index}.r{spec.release}",
+            name=f"dy-{self.installation}.{spec.app}.{spec.service}.{spec.index}.r{spec.release}",
             detach=True,
             network_mode="host",
+            init=True,  # forwards SIGTERM, so a stop takes no full grace period
             environment={**spec.environment, "PORT": str(spec.port)},
             labels={
+                LABEL_INSTALLATION: self.installation,
                 LABEL_APP: spec.app,
                 LABEL_RELEASE: str(spec.release),
                 LABEL_SERVICE: spec.service,
@@ -147,8 +152,9 @@ class DockerRuntime:
             pass
 
     def containers(self, app: str | None = None) -> list[Container]:
-        label = f"{LABEL_APP}={app}" if app else LABEL_APP
-        found = self._client.containers.list(all=True, filters={"label": label})
+        labels = [f"{LABEL_INSTALLATION}={self.installation}"]
+        labels.append(f"{LABEL_APP}={app}" if app else LABEL_APP)
+        found = self._client.containers.list(all=True, filters={"label": labels})
         return [self._container(c) for c in found]
 
     def inspect(self, container_id: str) -> Container | None:

@@ -76,7 +76,6 @@ def deploy(run: OperationRun) -> str:
     pinned = image.pinned(digest)
     run.log(f"Pulling {pinned}")
     runtime.pull(pinned, credentials)
-    run.hold()
     run.check_cancelled()
 
     services = _services(run, str(pinned))
@@ -168,6 +167,7 @@ def roll_out(
                 )
                 started.append((service, runtime.start(spec)))
                 run.log(f"Started {service.name}.{index + 1} on port {spec.port}")
+        run.hold()
         _check_health(run, started, health, values)
         run.check_cancelled()
     except BaseException:

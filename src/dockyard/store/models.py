@@ -185,3 +185,12 @@ class RegistryCredential(Base):
     username: Mapped[str] = mapped_column(Text)
     password: Mapped[str] = mapped_column(Text)  # encrypted
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Setting(Base):
+    """Facts about this installation, e.g. its id (shared by all its processes)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -84,6 +85,18 @@ class Store:
     def _write(self) -> Iterator[Session]:
         with self._writer() as session, session.begin():
             yield session
+
+    def installation_id(self) -> str:
+        """This installation's id, made at first start and shared by its processes."""
+        try:
+            with self._write() as s:
+                row = s.get(models.Setting, "installation_id")
+                if row is None:
+                    row = models.Setting(key="installation_id", value=uuid.uuid4().hex[:12])
+                    s.add(row)
+                return row.value
+        except IntegrityError:  # another process made it first: use theirs
+            return self.installation_id()
 
     # users and tokens
 

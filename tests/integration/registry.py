@@ -1,0 +1,133 @@
+"""The test registry (CNCF distribution with htpasswd) and the images the tests deploy.
+
+Images are built on the test engine from the local busybox base image; the
+registry is the only place they come from during a test.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import docker
+import pytest
+
+WEB = """\
+FROM {base}
+ARG CONTENT
+RUN mkdir -p /www/cgi-bin && echo "$CONTENT" > /www/index.html && \\
+    echo ok > /www/healthcheck && \\
+    printf '#!/bin/sh\\necho "Content-Type: text/plain"\\necho\\nenv\\n' > /www/cgi-bin/env && \\
+    chmod +x /www/cgi-bin/env
+CMD ["sh", "-c", "echo starting on $PORT; exec httpd -f -p $PORT -h /www"]
+"""
+
+IMAGES = {
+    "web:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=hello-v1"),
+    "web:v2": WEB.replace("ARG CONTENT", "ARG CONTENT=hello-v2"),
+    "nohealth:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=no-health").replace(
+        "echo ok > /www/healthcheck && \\\n", ""
+    ),
+    "crash:v1": 'FROM {base}\nCMD ["sh", "-c", "echo boom: cannot start; exit 3"]\n',
+    "silent:v1": 'FROM {base}\nCMD ["sh", "-c", "echo never listening; exec sleep 3600"]\n',
+    "procfile:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=procfile")
+    + "RUN mkdir -p /.dockyard && printf 'web: exec httpd -f -p $PORT -h /www\\n"
+    "worker: exec sleep 3600\\n' > /.dockyard/Procfile\n",
+}
+
+
+def _need(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the tests with `make test`")
+    return value
+
+
+@dataclass
+class Registry:
+    host: str
+    user: str
+    password: str
+    htpasswd: str
+    base_image: str
+
+    def image(self, name: str) -> str:
+        return f"{self.host}/dockyard-test/{name}"
+
+    @contextmanager
+    def temporary_user(self) -> Iterator[tuple[str, str]]:
+        """A user of its own, removed afterwards: rotate its password freely."""
+        user = "ecr-" + uuid.uuid4().hex[:8]
+        password = uuid.uuid4().hex
+        self.set_password(user, password)
+        try:
+            yield user, password
+        finally:
+            subprocess.run(["htpasswd", "-D", self.htpasswd, user], check=True, capture_output=True)
+
+    def set_password(self, user: str, password: str) -> None:
+        # The registry re-reads the file when it changes: a faithful expiry.
+        subprocess.run(
+            ["htpasswd", "-B", "-b", self.htpasswd, user, password],
+            check=True,
+            capture_output=True,
+        )
+
+
+def registry_from_environment() -> Registry:
+    return Registry(
+        host=_need("DOCKYARD_TEST_REGISTRY"),
+        user=_need("DOCKYARD_TEST_REGISTRY_USER"),
+        password=_need("DOCKYARD_TEST_REGISTRY_PASSWORD"),
+        htpasswd=_need("DOCKYARD_TEST_REGISTRY_HTPASSWD"),
+        base_image=_need("DOCKYARD_TEST_BASE_IMAGE"),
+    )
+
+
+def build_and_push(registry: Registry) -> None:
+    """Build every test image and push it to the private registry."""
+    client = docker.DockerClient(base_url=_need("DOCKER_HOST"), version="auto")
+    auth = {"username": registry.user, "password": registry.password}
+    client.login(registry=registry.host, **auth)  # kept in memory, not in a file
+    try:
+        for name, dockerfile in IMAGES.items():
+            tag = registry.image(name)
+            context = io.BytesIO()
+            with tarfile.open(fileobj=context, mode="w") as archive:
+                data = dockerfile.format(base=registry.base_image).encode()
+                info = tarfile.TarInfo("Dockerfile")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            context.seek(0)
+            client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+            repository, _, version = tag.rpartition(":")
+            for line in client.images.push(
+                repository, tag=version, auth_config=auth, stream=True, decode=True
+            ):
+                if "error" in line:
+                    raise RuntimeError(f"pushing {tag}: {line['error']}")
+            client.images.remove(tag, force=True)
+    finally:
+        client.close()
+
+
+def docker_client() -> docker.DockerClient:
+    return docker.DockerClient(base_url=_need("DOCKER_HOST"), version="auto")
+
+
+def remove_app_containers() -> None:
+    """Remove every app container the test engine holds (it serves the tests only)."""
+    if not os.environ.get("DOCKER_HOST"):
+        return
+    client = docker_client()
+    try:
+        for container in client.containers.list(all=True, filters={"label": "dockyard.app"}):
+            container.remove(force=True)
+    finally:
+        client.close()
