@@ -17,14 +17,14 @@ lint: install
 	$(BIN)/lint-imports
 
 test: install lint
-	@set -a && eval "$$(bash scripts/services.sh)" && set +a && \
+	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit
 
 bench: install
-	@set -a && eval "$$(bash scripts/services.sh)" && set +a && \
+	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
 	  $(BIN)/python bench/api.py
 
 clean:

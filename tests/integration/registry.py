@@ -34,6 +34,9 @@ IMAGES = {
     "nohealth:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=no-health").replace(
         "echo ok > /www/healthcheck && \\\n", ""
     ),
+    "ticker:v1": "FROM {base}\nRUN mkdir -p /www && echo tick > /www/index.html\n"
+    'CMD ["sh", "-c", "httpd -p $PORT -h /www; i=0; '
+    'while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"]\n',
     "crash:v1": 'FROM {base}\nCMD ["sh", "-c", "echo boom: cannot start; exit 3"]\n',
     "silent:v1": 'FROM {base}\nCMD ["sh", "-c", "echo never listening; exec sleep 3600"]\n',
     "procfile:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=procfile")

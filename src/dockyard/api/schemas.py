@@ -70,6 +70,11 @@ class AppDetail(AppOut):
     registry_hosts: list[str]
 
 
+class ScaleIn(BaseModel):
+    service: str
+    container_count: int
+
+
 class DeployIn(BaseModel):
     docker_image: str | None = None
     private_registry_username: str | None = None

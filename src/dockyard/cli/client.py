@@ -61,6 +61,19 @@ class Client:
             f"cannot reach the Dockyard server at {self.url}: {reason}", ExitCode.UNREACHABLE
         )
 
+    def lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
+        """A streamed text response, line by line, until the server ends it."""
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_from(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
     def follow(self, operation_id: int, patience: float = 60.0) -> Iterator[dict[str, Any]]:
         """Yield an operation's log events until its ``end`` event.
 

@@ -311,6 +311,34 @@ def deploy(
     _await_operation(session, operation, detach=detach, output=output)
 
 
+@cli.command("apps:scale")
+@app_option
+@click.argument("service")
+@click.option("--container-count", type=int, required=True, help="How many containers to run.")
+@detach_option
+@output_option
+@pass_session
+def apps_scale(
+    session: Session, app: str, service: str, container_count: int, detach: bool, output: str
+) -> None:
+    """Run SERVICE in --container-count containers, each on its own PORT."""
+    body = {"service": service, "container_count": container_count}
+    operation = session.client.request("POST", f"/apps/{app}/scale", json=body)
+    _await_operation(session, operation, detach=detach, output=output)
+
+
+@cli.command("logs")
+@app_option
+@click.option("--tail", type=int, default=100, show_default=True, help="Lines to show first.")
+@click.option("--follow/--no-follow", default=True, help="Keep streaming new output.")
+@pass_session
+def logs(session: Session, app: str, tail: int, follow: bool) -> None:
+    """Stream the output of the app's containers."""
+    params = {"tail": tail, "follow": follow}
+    for line in session.client.lines(f"/apps/{app}/logs", params):
+        echo(session.env, line)
+
+
 @cli.command("restart")
 @app_option
 @detach_option

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +72,10 @@ class Runtime(Protocol):
     def inspect(self, container_id: str) -> Container | None: ...
 
     def logs(self, container_id: str, tail: int = 20) -> str: ...
+
+    def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
+        """The output of the app's containers, line by line, prefixed by service."""
+        ...
 
 
 class Router(Protocol):

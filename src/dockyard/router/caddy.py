@@ -7,9 +7,11 @@ so a release switch drops nothing.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -23,6 +25,15 @@ log = logging.getLogger("dockyard.router")
 
 class RouterError(Exception):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the server dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class CaddyRouter:
@@ -45,6 +56,7 @@ class CaddyRouter:
         path = shutil.which(self.binary)
         if path is None:
             raise RouterError(f"{self.binary} is not installed: run `make install`")
+        self._stop_stray()
         config = self.data_dir / "caddy.json"
         config.write_text(json.dumps(self._config()))
         log_file = (self.data_dir / "caddy.log").open("ab")
@@ -54,6 +66,7 @@ class CaddyRouter:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={"HOME": str(self.data_dir), "XDG_DATA_HOME": str(self.data_dir / "caddy")},
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -68,6 +81,20 @@ class CaddyRouter:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RouterError("caddy's admin API did not answer within 15 s")
+
+    def _stop_stray(self) -> None:
+        """Stop a Caddy still answering on our admin address (a crashed server's)."""
+        try:
+            self._http.post("/stop")
+        except httpx.TransportError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                self._http.get("/config/")
+            except httpx.TransportError:
+                return
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import queue
 import socket
 import tarfile
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -169,6 +172,47 @@ class DockerRuntime:
         except NotFound:
             return ""
         return bytes(output).decode("utf-8", "replace")
+
+    def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
+        """The app's containers' output, each line prefixed by ``service.N |``."""
+        labels = [f"{LABEL_INSTALLATION}={self.installation}", f"{LABEL_APP}={app}"]
+        found = sorted(
+            (self._container(c), c) for c in self._client.containers.list(filters={"label": labels})
+        )
+        lines: queue.Queue[str | None] = queue.Queue(maxsize=1000)
+        streams: list[Any] = []
+
+        def pump(prefix: str, container: DockerContainer) -> None:
+            try:
+                stream = container.logs(stream=True, follow=follow, tail=tail)
+                streams.append(stream)
+                pending = b""
+                for chunk in stream:
+                    pending += chunk
+                    *complete, pending = pending.split(b"\n")
+                    for line in complete:
+                        lines.put(f"{prefix} | {line.decode('utf-8', 'replace')}")
+                if pending:
+                    lines.put(f"{prefix} | {pending.decode('utf-8', 'replace')}")
+            except (APIError, NotFound):
+                pass
+            finally:
+                lines.put(None)
+
+        for ours, container in found:
+            name = f"{ours.service}.{ours.index + 1}"
+            threading.Thread(target=pump, args=(name, container), daemon=True).start()
+        running = len(found)
+        try:
+            while running:
+                line = lines.get()
+                if line is None:
+                    running -= 1
+                else:
+                    yield line
+        finally:
+            for stream in streams:
+                stream.close()
 
     def has_image(self, image: str) -> bool:
         try:

@@ -27,11 +27,13 @@ from dockyard.domain.releases import (
     parse_procfile,
 )
 from dockyard.services.configuration import change_from_payload
+from dockyard.services.context import Platform
 from dockyard.services.running import OperationRun
 
 DRAIN_SECONDS = 1.0
 PROBE_INTERVAL = 0.1
 LOG_LINES_ON_FAILURE = 20
+MAX_CONTAINERS = 32
 
 
 class NeverDeployed(InvalidInput):
@@ -244,3 +246,84 @@ def _failed(
     for line in logs.splitlines()[-LOG_LINES_ON_FAILURE:]:
         run.log(f"  | {line}")
     return HealthCheckFailed(f"the new release failed its health check: {name} {why}")
+
+
+def scale(run: OperationRun) -> str:
+    """Start or stop containers of one service of the current release."""
+    platform = run.platform
+    app = run.app()
+    service_name, count = str(run.operation.payload["service"]), int(run.operation.payload["count"])
+    release = _current_release(platform, app)
+    service = _service_of(app, release, service_name)
+    runtime = platform.runtime()
+    containers = sorted(
+        (
+            c
+            for c in runtime.containers(app.handle)
+            if c.release == release.id and c.service == service.name
+        ),
+        key=lambda c: c.index,
+    )
+    run.log(f"Scaling {app.handle} {service.name} from {len(containers)} to {count}")
+    values = platform.store.configuration(app.id, release.config_version).values
+    keep = containers[:count]
+    started: list[tuple[Service, Container]] = []
+    try:
+        for index in range(len(containers), count):
+            spec = ContainerSpec(
+                app=app.handle,
+                release=release.id,
+                service=service.name,
+                index=index,
+                image=release.image,
+                command=service.command,
+                environment=process_environment(values),
+                port=runtime.free_port(),
+            )
+            started.append((service, runtime.start(spec)))
+            run.log(f"Started {service.name}.{index + 1} on port {spec.port}")
+        _check_health(run, started, HealthCheck.from_configuration(values), values)
+    except BaseException:
+        for _, container in started:
+            runtime.remove(container.id, grace=0)
+        run.log("Removed the new containers; the app runs as before")
+        raise
+    serving = keep + [c for _, c in started]
+    if service.routed:
+        if serving:
+            platform.router().route(app.handle, [c.port for c in serving])
+        else:
+            platform.router().unroute(app.handle)
+        run.log(f"Router: {len(serving)} container(s) behind {platform.url(app.handle)}")
+    extra = containers[count:]
+    if extra:
+        time.sleep(DRAIN_SECONDS if service.routed else 0)
+        for container in extra:
+            runtime.remove(container.id)
+        run.log(f"Stopped {len(extra)} container(s)")
+    platform.store.set_scale(app.id, {**app.scale, service.name: count})
+    return f"{service.name} runs {count} container(s)"
+
+
+def _current_release(platform: Platform, app: records.App) -> Release:
+    release = platform.store.get_release(app.current_release_id) if app.current_release_id else None
+    if release is None:
+        raise InvalidInput(f"app {app.handle!r} has never been deployed: nothing to scale")
+    return release
+
+
+def _service_of(app: records.App, release: Release, name: str) -> Service:
+    service = release.service(name)
+    if service is None:
+        names = ", ".join(s.name for s in release.services)
+        raise InvalidInput(f"app {app.handle!r} has no service {name!r}; its services: {names}")
+    return service
+
+
+def check_scale(platform: Platform, app: records.App, service: str, count: int) -> None:
+    """Refuse a bad scale request before it is queued."""
+    if count < 0:
+        raise InvalidInput(f"--container-count must be 0 or more, not {count}")
+    if count > MAX_CONTAINERS:
+        raise InvalidInput(f"--container-count must be at most {MAX_CONTAINERS}, not {count}")
+    _service_of(app, _current_release(platform, app), service)

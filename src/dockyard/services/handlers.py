@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.operations import OperationType
 from dockyard.services.configuration import change_from_payload
-from dockyard.services.deploying import deploy, restart_with
+from dockyard.services.deploying import deploy, restart_with, scale
 from dockyard.services.running import OperationRun
 
 
@@ -65,6 +65,7 @@ HANDLERS: dict[OperationType, Callable[[OperationRun], str]] = {
     OperationType.CONFIGURE: configure,
     OperationType.DEPLOY: deploy,
     OperationType.RESTART: restart,
+    OperationType.SCALE: scale,
     OperationType.DEPROVISION: deprovision,
 }
 

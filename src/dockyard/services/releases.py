@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dockyard.domain import records
@@ -13,7 +14,7 @@ from dockyard.domain.operations import OperationType
 from dockyard.domain.releases import Release
 from dockyard.services import apps
 from dockyard.services.context import Platform
-from dockyard.services.deploying import NeverDeployed
+from dockyard.services.deploying import NeverDeployed, check_scale
 from dockyard.services.operations import start
 
 
@@ -53,6 +54,14 @@ def start_restart(platform: Platform, user: records.User, handle: str) -> record
     return start(platform, app, OperationType.RESTART, {}, user)
 
 
+def start_scale(
+    platform: Platform, user: records.User, handle: str, service: str, count: int
+) -> records.Operation:
+    app = apps.find(platform, user, handle)
+    check_scale(platform, app, service, count)
+    return start(platform, app, OperationType.SCALE, {"service": service, "count": count}, user)
+
+
 @dataclass(frozen=True)
 class Running:
     url: str
@@ -76,3 +85,14 @@ def running(platform: Platform, app: records.App) -> Running:
         containers=containers,
         registry_hosts=platform.store.credential_hosts(app.id),
     )
+
+
+def logs(
+    platform: Platform, user: records.User, handle: str, *, tail: int, follow: bool
+) -> Iterator[str]:
+    app = apps.find(platform, user, handle)
+    if tail < 0:
+        raise InvalidInput(f"--tail must be 0 or more, not {tail}")
+    if app.current_release_id is None:
+        raise InvalidInput(f"app {app.handle!r} has never been deployed: it has no logs")
+    return platform.runtime().app_logs(app.handle, tail, follow)

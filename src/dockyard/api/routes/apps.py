@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import CurrentUser, PlatformDep
 from dockyard.api.schemas import (
@@ -12,6 +13,7 @@ from dockyard.api.schemas import (
     GrantIn,
     OperationOut,
     ReleaseOut,
+    ScaleIn,
 )
 from dockyard.domain import records
 from dockyard.domain.configuration import ConfigChange
@@ -85,6 +87,29 @@ def deploy(handle: str, body: DeployIn, platform: PlatformDep, user: CurrentUser
         change=ConfigChange(set=body.set, unset=frozenset(body.unset)),
     )
     return OperationOut.of(operation)
+
+
+@router.post("/apps/{handle}/scale", status_code=202)
+def scale(handle: str, body: ScaleIn, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+    operation = releases.start_scale(platform, user, handle, body.service, body.container_count)
+    return OperationOut.of(operation)
+
+
+@router.get(
+    "/apps/{handle}/logs",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def app_logs(
+    handle: str,
+    platform: PlatformDep,
+    user: CurrentUser,
+    tail: int = 100,
+    follow: bool = False,
+) -> StreamingResponse:
+    """The containers' output as text lines, ``service.N | line``; ``follow`` streams on."""
+    lines = releases.logs(platform, user, handle, tail=tail, follow=follow)
+    return StreamingResponse((line + "\n" for line in lines), media_type="text/plain")
 
 
 @router.post("/apps/{handle}/restart", status_code=202)
