@@ -86,6 +86,8 @@ def test_logs_show_and_follow_the_containers_output(
     finally:
         follower.kill()
         follower.wait()
+        assert follower.stdout is not None
+        follower.stdout.close()
     assert first.startswith("cmd.1 | tick ")
     assert second.startswith("cmd.1 | tick ")
     assert int(second.split()[-1]) == int(first.split()[-1]) + 1
