@@ -69,6 +69,19 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- the load generator (runs in child processes) -----------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In a child process: get SIGTERM when the benchmark's process dies (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _child_signals() -> None:
+    """A forked child: plain SIGTERM (not the parent's handler), and die with the parent."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
+    _die_with_parent()
+
+
 @dataclass
 class ThreadResult:
     latencies: list[float] = field(default_factory=list)
@@ -185,6 +198,7 @@ def load_process(
     results: multiprocessing.Queue[dict[str, Any]],
 ) -> None:
     """One load process: a thread per handle, all released together, for ``duration`` s."""
+    _child_signals()
     action = ACTIONS[kind]
     ready = threading.Barrier(len(handles) + 1)
     go = threading.Event()
@@ -254,6 +268,7 @@ class _StubProtocol(asyncio.Protocol):
 
 def serve_stub(port: int, body: bytes, lifetime: float) -> None:
     """In a child process: serve ``body`` as JSON on 127.0.0.1 for at most ``lifetime`` s."""
+    _child_signals()
     head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
     response = head.encode() + b"\r\n\r\n" + body
 
@@ -318,12 +333,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """In the server's child process: get SIGTERM if this benchmark dies (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Server:
     """A ``dockyard server`` process with its own data directory."""
 
@@ -347,6 +356,9 @@ class Server:
     def start(self) -> None:
         command = [DOCKYARD, "server", "--data-dir", str(self.data_dir)]
         command += ["--listen", f"{LOCALHOST}:{self.port}"]
+        # The router (Caddy) on free ports: never another server's, nor the defaults.
+        command += ["--router-listen", f"{LOCALHOST}:{free_port()}"]
+        command += ["--router-admin", f"{LOCALHOST}:{free_port()}"]
         if self.database_url:
             command += ["--database-url", self.database_url]
         env = {**os.environ, "DOCKYARD_ACCESS_LOG": "0"}
@@ -360,7 +372,7 @@ class Server:
                 env=env,
                 preexec_fn=_die_with_parent,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         with httpx.Client(timeout=1, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -370,7 +382,7 @@ class Server:
                     if healthy and (self.data_dir / "admin-token").exists():
                         return
                 time.sleep(0.05)
-        raise RuntimeError(f"the server did not answer /healthz within 30 s:\n{self.log_tail()}")
+        raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -397,19 +409,30 @@ class Server:
         raise RuntimeError(f"{key} not in /proc/{self.pid}/status")
 
 
+def load_services() -> None:
+    """Start the local services (``scripts/services.sh``) unless ``make bench`` did.
+
+    Its settings (PostgreSQL, and ``DOCKER_HOST`` for the server's runtime) go
+    into this process's environment, which the servers inherit.
+    """
+    if os.environ.get("DOCKYARD_TEST_POSTGRES"):
+        return
+    print("running scripts/services.sh", file=sys.stderr)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "services.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    for line in done.stdout.splitlines():
+        key, equals, value = line.partition("=")
+        if equals and key.isidentifier():
+            os.environ.setdefault(key, value.strip())
+
+
 def postgres_admin_url() -> str:
     url = os.environ.get("DOCKYARD_TEST_POSTGRES")
-    if not url:
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "services.sh")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        for line in done.stdout.splitlines():
-            if line.startswith("DOCKYARD_TEST_POSTGRES="):
-                url = line.partition("=")[2].strip()
     if not url:
         raise RuntimeError("no PostgreSQL: set DOCKYARD_TEST_POSTGRES or run scripts/services.sh")
     if urlsplit(url).hostname != LOCALHOST:
@@ -686,6 +709,21 @@ def markdown(runs: list[BackendRun], args: argparse.Namespace) -> str:
     return "\n".join(rows)
 
 
+def aims(runs: list[BackendRun]) -> str:
+    """The issue's aims, on SQLite: GET /apps >= 1,500 req/s, config:set p50 <= 25 ms."""
+    sqlite = next((run for run in runs if run.backend == "sqlite"), None)
+    if sqlite is None:
+        return "Aims (SQLite): not measured."
+    lists = [o.rate for o in sqlite.outcomes if o.scenario.kind == "list"]
+    single = [o.p50_ms for o in sqlite.outcomes if o.scenario.name == "config:set (1 app)"]
+    best, p50 = max(lists, default=0.0), single[0] if single else math.nan
+    return (
+        f"Aims (SQLite): GET /apps {best:,.0f} req/s at best (aim >= 1,500: "
+        f"{'met' if best >= 1500 else 'missed'}); config:set p50 {p50:.1f} ms at "
+        f"concurrency 1 (aim <= 25 ms: {'met' if p50 <= 25 else 'missed'})."
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -727,6 +765,8 @@ def main() -> int:
     started = datetime.now(UTC)
     runs: list[BackendRun] = []
     print(f"machine: {machine()}", file=sys.stderr)
+    if "postgresql" in args.backends:
+        load_services()
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         work = Path(tmp)
         for backend in args.backends:
@@ -765,6 +805,8 @@ def main() -> int:
         "measure on this machine\n"
     )
     print(markdown(runs, args))
+    print()
+    print(aims(runs))
     failed = sum(o.errors for run in runs for o in run.outcomes)
     return 1 if failed else 0
 

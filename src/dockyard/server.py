@@ -85,7 +85,9 @@ def run(settings: ServerSettings) -> None:
     router.start()
     worker = Worker(platform, concurrency=settings.workers)
     worker.start()
-    reconciler = Reconciler(platform)
+    reconciler = Reconciler(
+        platform, interval=float(os.environ.get("DOCKYARD_RECONCILE_SECONDS", "30"))
+    )
     reconciler.start()
     api = create_api(platform)
     config = uvicorn.Config(

@@ -384,3 +384,60 @@ def test_killed_mid_deploy_keeps_the_old_release(
         assert containers[0].labels["dockyard.release"] == str(release)
     finally:
         client.close()
+
+
+def test_deploy_by_digest(server: Server, registry: Registry, app: str) -> None:
+    assert deploy(server, app, registry.image("web:v2"), *credentials(registry)).code == 0
+    pinned = show(server, app)["release"]["image"]
+    assert deploy(server, app, registry.image("web:v1")).code == 0
+    by_digest = deploy(server, app, pinned)
+    assert by_digest.code == 0, by_digest.text
+    assert "Resolving" in by_digest.out
+    assert served(server, app) == "hello-v2"
+    assert show(server, app)["release"]["image"] == pinned
+
+
+def test_bad_healthcheck_timeout_is_refused_up_front(server: Server, app: str) -> None:
+    for value in ("abc", "901", "-1"):
+        result = server.cli("config:set", "--app", app, f"RELEASE_HEALTHCHECK_TIMEOUT={value}")
+        assert result.code == 6
+        assert result.err.strip() == (
+            "Error: RELEASE_HEALTHCHECK_TIMEOUT must be a whole number of seconds "
+            f"from 0 to 900, not {value!r}"
+        )
+    assert server.cli("config", "--app", app).out == ""
+
+
+def test_no_registry_password_under_the_data_directory(
+    server: Server, registry: Registry, app: str
+) -> None:
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    secret = registry.password.encode()
+    for path in server.data_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_bytes(), path
+    assert secret not in server.database_bytes()
+
+
+def test_reconciliation_restarts_a_removed_container(
+    fresh_server: ServerFactory, registry: Registry
+) -> None:
+    server = fresh_server(env={"DOCKYARD_RECONCILE_SECONDS": "1"})
+    handle = "healing-" + uuid.uuid4().hex[:8]
+    assert server.cli("apps:create", handle).code == 0
+    assert deploy(server, handle, registry.image("web:v1"), *credentials(registry)).code == 0
+    client = docker_client()
+    try:
+        (container,) = client.containers.list(filters={"label": f"dockyard.app={handle}"})
+        container.remove(force=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            running = client.containers.list(filters={"label": f"dockyard.app={handle}"})
+            if running and server.get(handle).status_code == 200:
+                break
+            time.sleep(0.2)
+        assert len(running) == 1 and running[0].id != container.id
+        assert served(server, handle) == "hello-v1"
+    finally:
+        client.close()
+    assert "restarted missing" in server.log()

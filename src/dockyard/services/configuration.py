@@ -6,6 +6,7 @@ from dockyard.domain import records
 from dockyard.domain.configuration import ConfigChange, masked
 from dockyard.domain.errors import ConfigKeyNotFound, InvalidConfigArgument
 from dockyard.domain.operations import OperationType
+from dockyard.domain.releases import HealthCheck
 from dockyard.services import apps
 from dockyard.services.context import Platform
 from dockyard.services.operations import start
@@ -38,6 +39,7 @@ def change(
     app = apps.find(platform, user, handle)
     if change.empty:
         raise InvalidConfigArgument("no configuration changes given: pass KEY=VALUE arguments")
+    HealthCheck.from_configuration(change.set)  # refuse a bad setting before queueing
     return start(
         platform,
         app,

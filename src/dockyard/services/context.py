@@ -37,6 +37,12 @@ class Platform:
     domain: str = "dockyard.localhost"
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
+
+    def app_lock(self, handle: str) -> threading.Lock:
+        """Held while an operation of this process changes the app's containers."""
+        with self._lock:
+            return self._app_locks.setdefault(handle, threading.Lock())
 
     def git_remote(self, handle: str) -> str:
         return f"{self.public_url}/git/{handle}.git"

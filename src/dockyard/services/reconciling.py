@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from dockyard.domain.configuration import process_environment
 from dockyard.domain.containers import Container, ContainerSpec
+from dockyard.domain.releases import Release
 from dockyard.services.context import Platform
 
 log = logging.getLogger("dockyard.reconcile")
@@ -20,62 +21,76 @@ log = logging.getLogger("dockyard.reconcile")
 
 def reconcile(platform: Platform) -> list[str]:
     """Return what was changed, one line per action."""
-    store, runtime, router = platform.store, platform.runtime(), platform.router()
-    busy = store.busy_apps()
+    store, runtime = platform.store, platform.runtime()
     live = store.live_releases()
     by_app: dict[str, list[Container]] = defaultdict(list)
     for container in runtime.containers():
         by_app[container.app].append(container)
 
     actions: list[str] = []
-    routes: dict[str, list[int]] = {}
-    for handle in sorted(set(by_app) | set(live)):
-        containers = by_app.get(handle, [])
-        if handle in busy:
-            routes[handle] = router.routes().get(handle, [])
-            continue
-        release = live.get(handle)
-        for container in containers:
-            if release is None or container.release != release.id:
-                runtime.remove(container.id, grace=0)
-                actions.append(
-                    f"removed leftover {container.app}.{container.service} "
-                    f"(release {container.release})"
-                )
-        if release is None:
-            continue
-        app = store.find_app_by_id(release.app_id)
-        if app is None:
-            continue
-        values = store.configuration(app.id, release.config_version).values
-        current = {(c.service, c.index): c for c in containers if c.release == release.id}
-        ports: list[int] = []
-        for service in release.services:
-            for index in range(app.scale.get(service.name, 1)):
-                found = current.get((service.name, index))
-                if found is None:
-                    found = runtime.start(
-                        ContainerSpec(
-                            app=handle,
-                            release=release.id,
-                            service=service.name,
-                            index=index,
-                            image=release.image,
-                            command=service.command,
-                            environment=process_environment(values),
-                            port=runtime.free_port(),
-                        )
-                    )
-                    actions.append(f"restarted missing {handle}.{service.name}.{index + 1}")
-                if service.routed:
-                    ports.append(found.port)
-            for (name, index), extra in current.items():
-                if name == service.name and index >= app.scale.get(service.name, 1):
-                    runtime.remove(extra.id)
-                    actions.append(f"removed extra {handle}.{name}.{index + 1}")
-        if ports:
-            routes[handle] = ports
-    router.replace_all(routes)
+    for handle in sorted(set(by_app) | set(live) | set(platform.router().routes())):
+        lock = platform.app_lock(handle)
+        if not lock.acquire(blocking=False):
+            continue  # an operation of this process is changing the app
+        try:
+            if handle in store.busy_apps():
+                continue  # an operation of another process is
+            actions += _reconcile_app(platform, handle, live.get(handle))
+        finally:
+            lock.release()
     for action in actions:
         log.info("reconcile: %s", action)
+    return actions
+
+
+def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> list[str]:
+    store, runtime, router = platform.store, platform.runtime(), platform.router()
+    actions = []
+    containers = runtime.containers(handle)
+    for container in containers:
+        if release is None or container.release != release.id:
+            runtime.remove(container.id, grace=0)
+            actions.append(
+                f"removed leftover {handle}.{container.service} (release {container.release})"
+            )
+    app = store.find_app_by_id(release.app_id) if release else None
+    if release is None or app is None:
+        if handle in router.routes():
+            router.unroute(handle)
+            actions.append(f"removed the route of {handle}")
+        return actions
+
+    values = store.configuration(app.id, release.config_version).values
+    current = {(c.service, c.index): c for c in containers if c.release == release.id}
+    ports: list[int] = []
+    for service in release.services:
+        wanted = app.scale.get(service.name, 1)
+        for index in range(wanted):
+            found = current.get((service.name, index))
+            if found is None:
+                found = runtime.start(
+                    ContainerSpec(
+                        app=handle,
+                        release=release.id,
+                        service=service.name,
+                        index=index,
+                        image=release.image,
+                        command=service.command,
+                        environment=process_environment(values),
+                        port=runtime.free_port(),
+                    )
+                )
+                actions.append(f"restarted missing {handle}.{service.name}.{index + 1}")
+            if service.routed:
+                ports.append(found.port)
+        for (name, index), extra in current.items():
+            if name == service.name and index >= wanted:
+                runtime.remove(extra.id)
+                actions.append(f"removed extra {handle}.{name}.{index + 1}")
+    if sorted(ports) != router.routes().get(handle, []):
+        if ports:
+            router.route(handle, ports)
+        else:
+            router.unroute(handle)
+        actions.append(f"routed {handle} to ports {sorted(ports)}")
     return actions

@@ -11,7 +11,7 @@ from dockyard.domain.containers import Container
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.images import ImageReference
 from dockyard.domain.operations import OperationType
-from dockyard.domain.releases import Release
+from dockyard.domain.releases import HealthCheck, Release
 from dockyard.services import apps
 from dockyard.services.context import Platform
 from dockyard.services.deploying import NeverDeployed, check_scale
@@ -33,6 +33,7 @@ def start_deploy(
         ImageReference.parse(image)  # a malformed reference fails now, not in the queue
     elif app.current_release_id is None:
         raise NeverDeployed(app.handle)
+    HealthCheck.from_configuration(change.set)
     if bool(username) != bool(password):
         raise InvalidInput(
             "pass both --private-registry-username and --private-registry-password, or neither"

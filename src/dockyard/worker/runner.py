@@ -107,7 +107,8 @@ class Worker:
         operation = run.operation
         store = self.platform.store
         try:
-            result = execute(run)
+            with self.platform.app_lock(operation.app_handle):
+                result = execute(run)
         except OperationCancelled:
             run.log("Cancelled")
             store.finish(operation.id, OperationStatus.CANCELLED, "cancelled while running")
