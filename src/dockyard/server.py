@@ -16,6 +16,7 @@ import uvicorn
 
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
+from dockyard.git.repositories import Repositories
 from dockyard.router.caddy import CaddyRouter
 from dockyard.router.probe import http_status
 from dockyard.runtime.docker import DockerRuntime
@@ -42,6 +43,12 @@ class ServerSettings:
     router_admin: str = "127.0.0.1:2019"
     domain: str = "dockyard.localhost"
     docker_host: str | None = None
+    build_timeout: float = 1800.0
+
+
+def _loopback(host: str) -> str:
+    """Where a local client reaches a server listening on ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
 
 
 def build_platform(settings: ServerSettings) -> Platform:
@@ -66,6 +73,10 @@ def build_platform(settings: ServerSettings) -> Platform:
         router_=router,
         probe=http_status,
         domain=settings.domain,
+        repositories=Repositories(settings.data_dir / "git"),
+        internal_url=f"http://{_loopback(settings.host)}:{settings.port}",
+        builds_dir=settings.data_dir / "builds",
+        build_timeout=settings.build_timeout,
     )
     token = bootstrap_admin(platform)
     if token is not None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from dockyard import __version__
 from dockyard.api import errors
-from dockyard.api.routes import apps, configuration, operations, users
+from dockyard.api.routes import apps, configuration, git, operations, users
 from dockyard.api.schemas import Health
 from dockyard.services.context import Platform
 
@@ -31,6 +31,6 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations):
+    for module in (users, apps, configuration, operations, git):
         api.include_router(module.router)
     return api

@@ -77,6 +77,7 @@ class ScaleIn(BaseModel):
 
 class DeployIn(BaseModel):
     docker_image: str | None = None
+    git_commitish: str | None = None
     private_registry_username: str | None = None
     private_registry_password: str | None = None
     set: dict[str, str] = Field(default_factory=dict)

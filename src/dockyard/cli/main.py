@@ -276,6 +276,10 @@ cli.add_command(config_unset, "config:rm")
 @cli.command("deploy")
 @app_option
 @click.option("--docker-image", help="HOST/REPOSITORY:TAG or HOST/REPOSITORY@sha256:DIGEST.")
+@click.option(
+    "--git-commitish",
+    help="A branch, tag or commit pushed before: build it and deploy it.",
+)
 @click.option("--private-registry-username", help="User name for the image's registry.")
 @click.option(
     "--private-registry-password",
@@ -289,20 +293,22 @@ def deploy(
     session: Session,
     app: str,
     docker_image: str | None,
+    git_commitish: str | None,
     private_registry_username: str | None,
     private_registry_password: str | None,
     assignments: tuple[str, ...],
     detach: bool,
     output: str,
 ) -> None:
-    """Deploy an image, with configuration changes, as one operation.
+    """Deploy an image or a pushed commit, with configuration changes, as one operation.
 
-    Without --docker-image, the app's current image is pulled and deployed
-    again. KEY=VALUE arguments change the configuration only if the deploy
-    succeeds.
+    Without --docker-image or --git-commitish, the app's current image is
+    deployed again. KEY=VALUE arguments change the configuration only if the
+    deploy succeeds.
     """
     body = {
         "docker_image": docker_image,
+        "git_commitish": git_commitish,
         "private_registry_username": private_registry_username,
         "private_registry_password": private_registry_password,
         **_parse_assignments(assignments),

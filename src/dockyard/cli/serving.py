@@ -67,7 +67,15 @@ def server_command(start: StartServer) -> click.Command:
         envvar="DOCKER_HOST",
         help="The Docker engine, e.g. unix:///run/docker.sock (default: DOCKER_HOST).",
     )
+    @click.option(
+        "--build-timeout",
+        type=click.IntRange(10, 24 * 3600),
+        default=1800,
+        show_default=True,
+        help="Seconds a Dockerfile build may take.",
+    )
     def server(
+        build_timeout: int,
         data_dir: Path,
         listen: str,
         database_url: str | None,
@@ -93,6 +101,7 @@ def server_command(start: StartServer) -> click.Command:
             router_admin=router_admin,
             domain=domain,
             docker_host=docker_host,
+            build_timeout=float(build_timeout),
         )
 
     return server

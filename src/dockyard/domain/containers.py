@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from dockyard.domain.images import ImageReference
@@ -54,6 +55,22 @@ class Runtime(Protocol):
         ...
 
     def pull(self, image: ImageReference, credentials: RegistryCredentials | None) -> None: ...
+
+    def build(
+        self,
+        context: Path,
+        *,
+        credentials: Mapping[str, RegistryCredentials],
+        from_images: list[ImageReference],
+        timeout: float,
+        on_line: Callable[[str], None],
+    ) -> str:
+        """Build a tar context; return the image id. Each credential goes to its host only."""
+        ...
+
+    def tag(self, image: str, repository: str, tag: str) -> None: ...
+
+    def prune_tags(self, repository: str, keep: set[str]) -> list[str]: ...
 
     def read_file(self, image: str, path: str) -> str | None:
         """A text file from the image, or ``None`` when it has none."""

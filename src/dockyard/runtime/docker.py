@@ -7,15 +7,21 @@ import queue
 import socket
 import tarfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import docker
+import requests
+from docker import APIClient
+from docker.auth import AuthConfig
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
 from docker.types import LogConfig
 
 from dockyard.domain import errors
+from dockyard.domain.building import BuildFailed
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
 from dockyard.domain.images import ImageReference
 
@@ -49,6 +55,20 @@ def _auth(credentials: RegistryCredentials | None) -> dict[str, str] | None:
     if credentials is None:
         return None
     return {"username": credentials.username, "password": credentials.password}
+
+
+def _build_error(
+    text: str,
+    from_images: list[ImageReference],
+    credentials: Mapping[str, RegistryCredentials],
+) -> errors.DockyardError:
+    lower = text.lower()
+    named = [i for i in from_images if i.host in text or i.repository in text]
+    image = named[0] if named else None
+    pulling = any(w in lower for w in _UNAUTHORIZED + _NOT_FOUND + _UNREACHABLE)
+    if image is not None and pulling:
+        return registry_error(Exception(text), image, credentials.get(image.host))
+    return BuildFailed(f"the build failed: {text.strip()}")
 
 
 def registry_error(
@@ -213,6 +233,81 @@ class DockerRuntime:
         finally:
             for stream in streams:
                 stream.close()
+
+    def build(
+        self,
+        context: Path,
+        *,
+        credentials: Mapping[str, RegistryCredentials],
+        from_images: list[ImageReference],
+        timeout: float,
+        on_line: Callable[[str], None],
+    ) -> str:
+        """Build the tar ``context``; return the image id (``sha256:...``).
+
+        A client of its own carries only these credentials, each for its own
+        host; the engine gets them in the build request, nothing is written
+        to a docker config file.
+        """
+        api = APIClient(base_url=self._client.api.base_url, version="auto", timeout=int(timeout))
+        # The SDK sends the auth its client holds as X-Registry-Config; give this
+        # client exactly the build's credentials and nothing from any file.
+        api._auth_configs = AuthConfig(  # type: ignore[attr-defined]
+            {
+                "auths": {
+                    host: {"username": c.username, "password": c.password, "serveraddress": host}
+                    for host, c in credentials.items()
+                }
+            }
+        )
+        deadline = time.monotonic() + timeout
+        image_id = None
+        try:
+            with context.open("rb") as archive:
+                for event in api.build(
+                    fileobj=archive,
+                    custom_context=True,
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    labels={LABEL_INSTALLATION: self.installation},
+                ):
+                    if "error" in event:
+                        raise _build_error(str(event["error"]), from_images, credentials)
+                    if "stream" in event:
+                        for line in str(event["stream"]).splitlines():
+                            if line.strip():
+                                on_line(line.rstrip())
+                    aux = event.get("aux")
+                    if isinstance(aux, dict) and "ID" in aux:
+                        image_id = str(aux["ID"])
+                    if time.monotonic() > deadline:
+                        raise BuildFailed(f"the build took longer than {timeout:.0f} s")
+        except requests.exceptions.ReadTimeout:
+            raise BuildFailed(f"the build took longer than {timeout:.0f} s") from None
+        except APIError as exc:
+            raise _build_error(str(exc.explanation or exc), from_images, credentials) from None
+        finally:
+            api.close()
+        if image_id is None:
+            raise BuildFailed("the build finished without an image")
+        return image_id
+
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        self._client.api.tag(image, repository, tag)
+
+    def prune_tags(self, repository: str, keep: set[str]) -> list[str]:
+        """Remove tags of ``repository`` not in ``keep`` (layers in use stay)."""
+        removed = []
+        for image in self._client.images.list(name=repository):
+            for tag in image.tags:
+                if tag.startswith(repository + ":") and tag.rpartition(":")[2] not in keep:
+                    try:
+                        self._client.images.remove(tag)
+                        removed.append(tag)
+                    except APIError:
+                        pass
+        return removed
 
     def has_image(self, image: str) -> bool:
         try:

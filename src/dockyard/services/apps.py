@@ -20,7 +20,11 @@ def find(platform: Platform, user: records.User, handle: str) -> records.App:
 
 
 def create(platform: Platform, user: records.User, handle: str) -> records.App:
-    return platform.store.create_app(validate_handle(handle), user)
+    app = platform.store.create_app(validate_handle(handle), user)
+    if platform.repositories is not None:
+        platform.repositories.remove(handle)  # a deprovisioned namesake's code is gone
+        platform.repositories.ensure(handle)
+    return app
 
 
 def list_visible(platform: Platform, user: records.User) -> list[records.App]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dockyard.domain.containers import Router, Runtime
 from dockyard.domain.errors import DockyardError
+from dockyard.git.repositories import Repositories
 from dockyard.services.events import Events
 from dockyard.store.repository import Store
 
@@ -35,6 +37,12 @@ class Platform:
     router_: Router | None = None
     probe: Probe = _no_probe
     domain: str = "dockyard.localhost"
+    repositories: Repositories | None = None
+    # Where the hook and other local clients reach the API.
+    internal_url: str = ""
+    builds_dir: Path = Path("/tmp")
+    build_timeout: float = 1800.0
+    kept_builds: int = 5
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
@@ -55,6 +63,11 @@ class Platform:
                     raise NoRuntime()
                 self._runtime = self.make_runtime()
             return self._runtime
+
+    def git(self) -> Repositories:
+        if self.repositories is None:
+            raise NoRuntime()
+        return self.repositories
 
     def router(self) -> Router:
         if self.router_ is None:

@@ -8,11 +8,15 @@ release keeps serving with its previous configuration.
 
 from __future__ import annotations
 
+import tarfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dockyard.domain import records
+from dockyard.domain.building import BuildFailed, build_credentials, from_images
 from dockyard.domain.configuration import MASK, is_secret, process_environment
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
 from dockyard.domain.errors import HealthCheckFailed, InvalidInput
@@ -51,22 +55,69 @@ def _given_credentials(payload: Mapping[str, Any], host: str) -> RegistryCredent
 
 
 def deploy(run: OperationRun) -> str:
+    """Deploy an image, a pushed commit or a commit named later, with config changes."""
     platform, payload = run.platform, run.operation.payload
     app = run.app()
     current = platform.store.get_release(app.current_release_id) if app.current_release_id else None
-    source = payload.get("image") or (current.source if current else None)
-    if not source:
-        raise NeverDeployed(app.handle)
-    image = ImageReference.parse(str(source))
-    given = _given_credentials(payload, image.host)
-    credentials = given or platform.store.credentials(app.id, image.host)
-
     change = change_from_payload(payload)
     values = change.apply(platform.store.configuration(app.id, app.config_version).values)
     health = HealthCheck.from_configuration(values)
     if not change.empty:
         run.log(f"Configuration for this deploy: {change.summary()}")
 
+    given: RegistryCredentials | None = None
+    git = payload.get("git")
+    if git:
+        artifact = _build(run, app, git["commit"], git.get("archive"), values)
+    elif payload.get("image") or (current and not current.source.startswith("git:")):
+        image = ImageReference.parse(str(payload.get("image") or (current and current.source)))
+        given = _given_credentials(payload, image.host)
+        artifact = _pull(run, app, image, given)
+    elif current is not None:
+        run.log(f"Deploying {current.source} again ({current.image})")
+        artifact = Artifact(current.image, current.source, list(current.services))
+    else:
+        raise NeverDeployed(app.handle)
+    run.check_cancelled()
+
+    release = platform.store.create_release(
+        app.id,
+        image=artifact.image,
+        source=artifact.source,
+        config_version=app.config_version,
+        services=artifact.services,
+        operation_id=run.operation.id,
+    )
+    if artifact.source.startswith("git:"):
+        _keep_build(run, app, release)
+    roll_out(run, app, release, values, health)
+    version = platform.store.activate_release(
+        app.id,
+        release.id,
+        config=None if change.empty else (values, run.operation.id),
+        credentials=given,
+    )
+    if given is not None:
+        run.log(f"Saved the credentials for {given.host} for later deploys of {app.handle}")
+    run.log(f"Release {release.id} is live at {platform.url(app.handle)}")
+    return f"release {release.id} ({artifact.source}) with configuration version {version}"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    image: str  # what containers run: pinned digest or local image id
+    source: str  # what the user named: an image reference or git:<commit>
+    services: list[Service]
+
+
+def _pull(
+    run: OperationRun,
+    app: records.App,
+    image: ImageReference,
+    given: RegistryCredentials | None,
+) -> Artifact:
+    platform = run.platform
+    credentials = given or platform.store.credentials(app.id, image.host)
     runtime = platform.runtime()
     auth = (
         "with the credentials given"
@@ -78,28 +129,80 @@ def deploy(run: OperationRun) -> str:
     pinned = image.pinned(digest)
     run.log(f"Pulling {pinned}")
     runtime.pull(pinned, credentials)
-    run.check_cancelled()
+    return Artifact(str(pinned), str(image), _image_services(run, str(pinned)))
 
-    services = _services(run, str(pinned))
-    release = platform.store.create_release(
-        app.id,
-        image=str(pinned),
-        source=str(image),
-        config_version=app.config_version,
-        services=services,
-        operation_id=run.operation.id,
-    )
-    roll_out(run, app, release, values, health)
-    version = platform.store.activate_release(
-        app.id,
-        release.id,
-        config=None if change.empty else (values, run.operation.id),
-        credentials=given,
-    )
-    if given is not None:
-        run.log(f"Saved the credentials for {image.host} for later deploys of {app.handle}")
-    run.log(f"Release {release.id} is live at {platform.url(app.handle)}")
-    return f"release {release.id} ({pinned}) with configuration version {version}"
+
+def _build(
+    run: OperationRun,
+    app: records.App,
+    commit: str,
+    archive: str | None,
+    values: Mapping[str, str],
+) -> Artifact:
+    platform = run.platform
+    context = Path(archive) if archive else platform.builds_dir / f"{run.operation.id}.tar"
+    try:
+        if archive is None:
+            platform.builds_dir.mkdir(parents=True, exist_ok=True)
+            platform.git().archive(app.handle, commit, context)
+        files = _read_members(context, ("Dockerfile", "Procfile"))
+        dockerfile = files.get("Dockerfile")
+        if dockerfile is None:
+            raise BuildFailed(
+                f"commit {commit[:7]} has no Dockerfile at the root of the repository: "
+                "add one, commit and push again"
+            )
+        stored = {
+            host: found
+            for host in platform.store.credential_hosts(app.id)
+            if (found := platform.store.credentials(app.id, host)) is not None
+        }
+        credentials = build_credentials(dockerfile, values, stored)
+        hosts = ", ".join(sorted(credentials)) or "none"
+        run.log(f"Building commit {commit[:7]} (registry credentials for: {hosts})")
+        image_id = platform.runtime().build(
+            context,
+            credentials=credentials,
+            from_images=from_images(dockerfile),
+            timeout=platform.build_timeout,
+            on_line=lambda line: run.log(f"  {line}"),
+        )
+    finally:
+        context.unlink(missing_ok=True)
+    run.log(f"Built {image_id[:19]}")
+    procfile = files.get("Procfile")
+    if procfile is not None:
+        services = parse_procfile(procfile)
+        run.log("Services from the repository's Procfile: " + ", ".join(s.name for s in services))
+    else:
+        services = _image_services(run, image_id)
+    return Artifact(image_id, f"git:{commit}", services)
+
+
+def _read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    with tarfile.open(archive) as tar:
+        for name in names:
+            try:
+                member = tar.getmember(name)
+            except KeyError:
+                continue
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                found[name] = extracted.read(1_000_000).decode("utf-8", "replace")
+    return found
+
+
+def _keep_build(run: OperationRun, app: records.App, release: Release) -> None:
+    """Tag the build ``dockyard/<app>:<release>``; drop tags beyond the last few."""
+    runtime = run.platform.runtime()
+    repository = f"dockyard/{app.handle}"
+    runtime.tag(release.image, repository, str(release.id))
+    recent = [r for r in run.platform.store.releases(app.id) if r.source.startswith("git:")]
+    keep = {str(r.id) for r in recent[: run.platform.kept_builds]} | {str(release.id)}
+    if app.current_release_id is not None:
+        keep.add(str(app.current_release_id))
+    runtime.prune_tags(repository, keep)
 
 
 def restart_with(run: OperationRun, values: dict[str, str] | None) -> Release | None:
@@ -129,7 +232,7 @@ def restart_with(run: OperationRun, values: dict[str, str] | None) -> Release | 
     return release
 
 
-def _services(run: OperationRun, image: str) -> list[Service]:
+def _image_services(run: OperationRun, image: str) -> list[Service]:
     runtime = run.platform.runtime()
     for path in PROCFILE_PATHS:
         text = runtime.read_file(image, path)

@@ -54,9 +54,11 @@ def deprovision(run: OperationRun) -> str:
             runtime.remove(container.id)
         run.log(f"Removed {len(containers)} container(s) and the route")
     platform.store.delete_app(app.id)
+    if platform.repositories is not None:
+        platform.repositories.remove(app.handle)
     run.log(
-        f"{app.handle} is deprovisioned: its configuration, stored registry credentials "
-        "and grants are deleted"
+        f"{app.handle} is deprovisioned: its configuration, stored registry credentials, "
+        "git repository and grants are deleted"
     )
     return f"{app.handle} deprovisioned"
 

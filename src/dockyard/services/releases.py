@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dockyard.domain import records
+from dockyard.domain.building import validate_commitish
 from dockyard.domain.configuration import ConfigChange
 from dockyard.domain.containers import Container
 from dockyard.domain.errors import InvalidInput
@@ -27,10 +30,22 @@ def start_deploy(
     username: str | None,
     password: str | None,
     change: ConfigChange,
+    git_commitish: str | None = None,
 ) -> records.Operation:
     app = apps.find(platform, user, handle)
+    git = None
+    if image is not None and git_commitish is not None:
+        raise InvalidInput("pass --docker-image or --git-commitish, not both")
     if image is not None:
         ImageReference.parse(image)  # a malformed reference fails now, not in the queue
+    elif git_commitish is not None:
+        commit = platform.git().resolve(app.handle, validate_commitish(git_commitish))
+        if commit is None:
+            raise InvalidInput(
+                f"{git_commitish!r} names no commit pushed to {app.handle}: push it first, "
+                f"e.g. git push dockyard main:{git_commitish}"
+            )
+        git = {"commit": commit, "archive": None}
     elif app.current_release_id is None:
         raise NeverDeployed(app.handle)
     HealthCheck.from_configuration(change.set)
@@ -40,12 +55,33 @@ def start_deploy(
         )
     payload = {
         "image": image,
+        "git": git,
         "username": username,
         "password": password,
         "set": dict(change.set),
         "unset": sorted(change.unset),
     }
     return start(platform, app, OperationType.DEPLOY, payload, user)
+
+
+def start_git_push(
+    platform: Platform,
+    user: records.User,
+    handle: str,
+    *,
+    commit: str,
+    branch: str,
+    archive: bytes,
+) -> records.Operation:
+    """Queue the deploy of a commit pushed to a deploying branch (from the git hook)."""
+    app = apps.find(platform, user, handle)
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise InvalidInput(f"invalid commit {commit!r}")
+    platform.builds_dir.mkdir(parents=True, exist_ok=True)
+    path = platform.builds_dir / f"push-{uuid.uuid4().hex}.tar"
+    path.write_bytes(archive)
+    payload = {"image": None, "git": {"commit": commit, "archive": str(path), "branch": branch}}
+    return start(platform, app, OperationType.DEPLOY, {**payload, "set": {}, "unset": []}, user)
 
 
 def start_restart(platform: Platform, user: records.User, handle: str) -> records.Operation:

@@ -85,6 +85,7 @@ def deploy(handle: str, body: DeployIn, platform: PlatformDep, user: CurrentUser
         username=body.private_registry_username,
         password=body.private_registry_password,
         change=ConfigChange(set=body.set, unset=frozenset(body.unset)),
+        git_commitish=body.git_commitish,
     )
     return OperationOut.of(operation)
 
