@@ -385,14 +385,14 @@ class Server:
         raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        _stop_leftovers(self.data_dir)
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -429,6 +429,33 @@ def load_services() -> None:
         key, equals, value = line.partition("=")
         if equals and key.isidentifier():
             os.environ.setdefault(key, value.strip())
+
+
+def _stop_leftovers(data_dir: Path) -> None:
+    """Stop what the server started with our data directory and left running (its Caddy).
+
+    Only processes whose command line names this run's own temporary data
+    directory are touched, each by its pid.
+    """
+    marker = str(data_dir).encode()
+    leftovers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "cmdline").read_bytes():
+                leftovers.append(int(entry.name))
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while leftovers and time.monotonic() < deadline:
+        leftovers = [pid for pid in leftovers if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.1)
+    for pid in leftovers:
+        print(f"killing pid {pid}, still running after the server stopped", file=sys.stderr)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def postgres_admin_url() -> str:

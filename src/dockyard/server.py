@@ -90,6 +90,7 @@ def run(settings: ServerSettings) -> None:
         level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     platform = build_platform(settings)
     router = platform.router_
     assert isinstance(router, CaddyRouter)

@@ -19,6 +19,7 @@ from docker.auth import AuthConfig
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
 from docker.types import LogConfig
+from docker.utils import kwargs_from_env
 
 from dockyard.domain import errors
 from dockyard.domain.building import BuildFailed
@@ -90,10 +91,10 @@ class DockerRuntime:
         # Several installations may share an engine: each sees only its own.
         self.installation = installation
         # DOCKER_HOST and friends apply when no URL is given, as for `docker`.
-        if base_url:
-            self._client = docker.DockerClient(base_url=base_url, version="auto")
-        else:
-            self._client = docker.from_env(version="auto")
+        self._connection: dict[str, Any] = (
+            {"base_url": base_url} if base_url else dict(kwargs_from_env())
+        )
+        self._client = docker.DockerClient(**self._connection, version="auto")
 
     def close(self) -> None:
         self._client.close()
@@ -249,7 +250,7 @@ class DockerRuntime:
         host; the engine gets them in the build request, nothing is written
         to a docker config file.
         """
-        api = APIClient(base_url=self._client.api.base_url, version="auto", timeout=int(timeout))
+        api = APIClient(**self._connection, version="auto", timeout=int(timeout))
         # The SDK sends the auth its client holds as X-Registry-Config; give this
         # client exactly the build's credentials and nothing from any file.
         api._auth_configs = AuthConfig(  # type: ignore[attr-defined]
@@ -270,6 +271,7 @@ class DockerRuntime:
                     rm=True,
                     forcerm=True,
                     decode=True,
+                    network_mode="host",  # as the app runs; the engine has no bridge
                     labels={LABEL_INSTALLATION: self.installation},
                 ):
                     if "error" in event:
