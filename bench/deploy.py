@@ -326,8 +326,15 @@ def wait_for(
 class Watcher:
     """A thread that polls a page while a command runs and notes when it first passes."""
 
-    def __init__(self, url: str, check: Callable[[str], bool], headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        check: Callable[[str], bool],
+        headers: dict[str, str],
+        wait_on_exit: bool = True,
+    ) -> None:
         self.seen: float | None = None
+        self.wait_on_exit = wait_on_exit
         self._stop = threading.Event()
         self._args = (url, check, headers)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -343,9 +350,16 @@ class Watcher:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._thread.join(timeout=30)  # the page should be there by the time a command ends
+        if self.wait_on_exit:  # the page should be there by the time a command ends
+            self._thread.join(timeout=30)
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def background_load(server: Server, app: str, page: str) -> Watcher:
+    """The same polling as a measured Dockyard side, for a baseline side: equal load."""
+    url = server.router_url + page
+    return Watcher(url, lambda _: False, server.app_headers(app), wait_on_exit=False)
 
 
 def body_is(content: str) -> Callable[[str], bool]:
@@ -768,11 +782,12 @@ class Run:
                     timed = bench.dockyard(args, app, "/", body_is(image.content))
                     factory.remove(current)  # the previous release's, now stopped
                     current = image
-                elif side == "sdk":
-                    timed = bench.baseline_sdk(image)
-                    factory.remove(image)
                 else:
-                    timed = bench.baseline_cli(image)
+                    with background_load(server, app, "/"):
+                        if side == "sdk":
+                            timed = bench.baseline_sdk(image)
+                        else:
+                            timed = bench.baseline_cli(image)
                     factory.remove(image)
                 deploy.add(side, timed)
                 time.sleep(0.5)
@@ -794,7 +809,9 @@ class Run:
                     order = ["dockyard", "raw"] if n % 2 == 0 else ["raw", "dockyard"]
                     for side in order:
                         if side == "raw":
-                            timed, old = bench.baseline_replace(image, old, value)
+                            load = background_load(bench.server, app, "/cgi-bin/env")
+                            with load if scenario == "config:set" else contextlib.nullcontext():
+                                timed, old = bench.baseline_replace(image, old, value)
                         elif scenario == "config:set":
                             args = ["config:set", "--app", app, f"BENCH_VALUE={value}"]
                             timed = bench.dockyard(
@@ -990,6 +1007,14 @@ def main() -> int:
             python = [sys.executable, "-c", "pass"]
             cli_times = {
                 "python -c pass": command_seconds(python, cli_env, 10),
+                "python -c 'import dockyard.entry'": command_seconds(
+                    [sys.executable, "-c", "import dockyard.entry"], cli_env, 10
+                ),
+                "python -c 'import dockyard.entry, httpx; httpx.Client()'": command_seconds(
+                    [sys.executable, "-c", "import dockyard.entry, httpx; httpx.Client()"],
+                    cli_env,
+                    10,
+                ),
                 "dockyard --version": command_seconds([DOCKYARD, "--version"], cli_env, 10),
                 "dockyard apps --output json": command_seconds(
                     [DOCKYARD, "apps", "--output", "json"], cli_env, 10
@@ -1040,7 +1065,8 @@ def main() -> int:
     print(
         "- times are seconds from the start of the command (CLI process, SDK call) to the "
         f"first 200 with the expected body (polled every {POLL_SECONDS * 1000:.0f} ms) or "
-        "to the command's exit; baseline containers run with --init like Dockyard's"
+        "to the command's exit; baseline containers run with --init like Dockyard's; while "
+        "a baseline runs, the router is polled as during the Dockyard side (equal load)"
     )
     if bench is not None and bench.disturbed:
         print(f"- app containers removed from outside during the run: {bench.disturbed}")

@@ -54,15 +54,19 @@ async def http_backend(
     assert process.stdin is not None and process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
 
+    # The program may stop reading (and exit) before the whole body is sent.
+    gone = (BrokenPipeError, ConnectionResetError, RuntimeError)
+
     async def feed() -> None:
         try:
             async for chunk in body:
-                stdin.write(chunk)
-                await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
+                if chunk:
+                    stdin.write(chunk)
+                    await stdin.drain()
+        except gone:
             pass
         finally:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with contextlib.suppress(*gone):
                 stdin.close()
 
     feeding = asyncio.create_task(feed())

@@ -65,7 +65,10 @@ def _build_error(
 ) -> errors.DockyardError:
     lower = text.lower()
     named = [i for i in from_images if i.host in text or i.repository in text]
-    image = named[0] if named else None
+    # The engine does not always say which FROM failed: suspect the one whose
+    # credentials were sent, then the first.
+    suspects = named or [i for i in from_images if i.host in credentials] or from_images
+    image = suspects[0] if suspects else None
     pulling = any(w in lower for w in _UNAUTHORIZED + _NOT_FOUND + _UNREACHABLE)
     if image is not None and pulling:
         return registry_error(Exception(text), image, credentials.get(image.host))
@@ -272,6 +275,9 @@ class DockerRuntime:
                     forcerm=True,
                     decode=True,
                     network_mode="host",  # as the app runs; the engine has no bridge
+                    # Always ask the registry: a base image another app pulled
+                    # must not serve a build that lacks the credentials for it.
+                    pull=True,
                     labels={LABEL_INSTALLATION: self.installation},
                 ):
                     if "error" in event:

@@ -48,7 +48,7 @@ def test_aptible_spellings_are_honoured() -> None:
 
 def test_several_hosts_need_a_host_setting() -> None:
     dockerfile = "FROM reg.io/a:1 AS one\nFROM other.io/b:1\n"
-    with pytest.raises(SeveralRegistries, match="other.io, reg.io"):
+    with pytest.raises(SeveralRegistries, match=r"other\.io, reg\.io"):
         build_credentials(dockerfile, PRIVATE, {})
     chosen = build_credentials(
         dockerfile, {**PRIVATE, "DOCKYARD_PRIVATE_REGISTRY_HOST": "other.io"}, {}

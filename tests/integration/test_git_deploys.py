@@ -1,0 +1,446 @@
+"""Dockerfile deploys by git push, private base images, synchronized deploys.
+
+The tests follow the reference page's "Dockerfile deploy" sections, with
+``dockyard``/``DOCKYARD_`` and again with the ``APTIBLE_`` spellings.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.gitpush import WEB_DOCKERFILE, Push, WorkingCopy
+from tests.integration.registry import Registry, docker_client
+from tests.integration.servers import Server, free_port
+from tests.integration.test_deploys import credentials, deploy, request_loop, served, show
+
+
+def remote(server: Server, app: str, token: str | None = None) -> str:
+    return f"http://anyone:{token or server.token}@127.0.0.1:{server.port}/git/{app}.git"
+
+
+@pytest.fixture
+def repo(server: Server, app: str, tmp_path: Path) -> WorkingCopy:
+    return WorkingCopy(tmp_path / "work", remote(server, app))
+
+
+def web(registry: Registry, content: str) -> dict[str, str]:
+    return {"Dockerfile": WEB_DOCKERFILE.format(base=registry.base_image, content=content)}
+
+
+def operations(server: Server, app: str) -> list[dict]:
+    return list(json.loads(server.cli("operations", "--app", app, "-o", "json").out))
+
+
+def releases_of(server: Server, app: str) -> int:
+    with server.http() as http:
+        return len(http.get(f"/apps/{app}/operations").json())
+
+
+@pytest.mark.parametrize("prefix", ["DOCKYARD", "APTIBLE"])
+def test_long_term_credentials_then_push(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy, prefix: str
+) -> None:
+    # "set them using the CLI's config:set before updating your FROM declaration"
+    result = server.run(
+        "config:set",
+        "--app",
+        app,
+        f"{prefix}_PRIVATE_REGISTRY_USERNAME={registry.user}",
+        f"{prefix}_PRIVATE_REGISTRY_PASSWORD={registry.password}",
+    )
+    assert result.code == 0, result.text
+    commit = repo.commit(web(registry, "from git"))
+    pushed = repo.push("main")
+    assert pushed.code == 0, pushed.output
+    assert f"remote: Dockyard: deploying main ({commit[:7]})" in pushed.output
+    assert "remote:   Step 1/" in pushed.output  # the build log, live
+    assert f"is live at http://{app}.dockyard.localhost:{server.router_port}/" in pushed.output
+    assert served(server, app) == "from git"
+    assert repo.remote_head("main") == commit
+    env = dict(
+        line.split("=", 1)
+        for line in served(server, app, "/cgi-bin/env").splitlines()
+        if "=" in line
+    )
+    assert not [k for k in env if "PRIVATE_REGISTRY" in k]
+    assert registry.password not in pushed.output
+    assert show(server, app)["release"]["source"] == f"git:{commit}"
+
+
+def test_master_deploys_too_and_other_branches_only_store(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo.commit(web(registry, "master"))
+    assert repo.push("HEAD:master").code == 0
+    assert served(server, app) == "master"
+    count = len(operations(server, app))
+
+    commit = repo.commit(web(registry, "feature"))
+    stored = repo.push("HEAD:feature-x")
+    assert stored.code == 0, stored.output
+    assert (
+        f"remote: Dockyard: stored feature-x ({commit[:7]}) without deploying it" in stored.output
+    )
+    assert f"dockyard deploy --app {app} --git-commitish feature-x" in stored.output
+    assert len(operations(server, app)) == count
+    assert served(server, app) == "master"
+    assert repo.remote_head("feature-x") == commit
+
+
+def _creds(registry: Registry, password: str | None = None, user: str | None = None) -> list[str]:
+    return [
+        f"DOCKYARD_PRIVATE_REGISTRY_USERNAME={user or registry.user}",
+        f"DOCKYARD_PRIVATE_REGISTRY_PASSWORD={password or registry.password}",
+    ]
+
+
+def test_failed_build_rejects_the_push_and_keeps_serving(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    good = repo.commit(web(registry, "good"))
+    assert repo.push("main").code == 0
+    broken = web(registry, "broken")
+    broken["Dockerfile"] += "RUN echo compiling && false\n"
+    repo.commit(broken)
+    with request_loop(server, app) as outcomes:
+        pushed = repo.push("main")
+    assert pushed.code != 0
+    assert "remote: ERROR: the build failed" in pushed.output
+    assert "main was not updated; the previous release keeps serving" in pushed.output
+    assert "! [remote rejected] main -> main (pre-receive hook declined)" in pushed.output
+    assert repo.remote_head("main") == good
+    assert set(outcomes) == {"200 good"}
+    fixed = repo.commit(web(registry, "fixed"))
+    assert repo.push("main").code == 0
+    assert served(server, app) == "fixed"
+    assert repo.remote_head("main") == fixed
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"README": "no Dockerfile here\n"}, "has no Dockerfile at the root of the repository"),
+        (
+            {"Dockerfile": "FROM {host}/dockyard-test/absent:v1\n"},
+            "image {host}/dockyard-test/absent:v1 not found",
+        ),
+        (
+            {
+                "Dockerfile": "FROM {host}/dockyard-test/busybox:latest AS a\nFROM 127.0.0.2:5999/x/y:1\n"
+            },
+            "set DOCKYARD_PRIVATE_REGISTRY_HOST",
+        ),
+    ],
+)
+def test_bad_repositories_fail_clearly(
+    server: Server,
+    registry: Registry,
+    app: str,
+    repo: WorkingCopy,
+    files: dict[str, str],
+    message: str,
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo.commit({k: v.format(host=registry.host) for k, v in files.items()})
+    pushed = repo.push("main")
+    assert pushed.code != 0
+    assert message.format(host=registry.host) in pushed.output
+    assert repo.remote_head("main") is None
+    assert show(server, app)["release"] is None
+
+
+@pytest.mark.parametrize("case", ["none", "wrong"])
+def test_private_base_without_good_credentials(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy, case: str
+) -> None:
+    if case == "wrong":
+        assert server.cli("config:set", "--app", app, *_creds(registry, "wrong-pw")).code == 0
+    repo.commit(web(registry, "x"))
+    pushed = repo.push("main")
+    assert pushed.code != 0
+    if case == "wrong":
+        assert f"the registry {registry.host} rejected the credentials" in pushed.output
+    else:
+        assert f"the registry {registry.host} requires credentials" in pushed.output
+    assert "wrong-pw" not in pushed.output
+
+
+def test_short_term_credentials_two_step_synchronized_deploy(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    with registry.temporary_user() as (user, password):
+        assert server.cli("config:set", "--app", app, *_creds(registry, password, user)).code == 0
+        repo.commit(web(registry, "first"))
+        assert repo.push("main").code == 0
+        expired_password = password
+        fresh = password + "-fresh"
+        registry.set_password(user, fresh)  # the short-term credentials expire
+
+        # Step 1: push the code without deploying it.
+        commit = repo.commit(web(registry, "second"))
+        assert repo.push("main:deploy-123").code == 0
+        before = operations(server, app)
+        containers = show(server, app)["containers"]
+
+        # A deploy with the stale password fails and changes nothing.
+        stale = server.run("deploy", "--app", app, "--git-commitish", "deploy-123")
+        assert stale.code == 7
+        assert f"the registry {registry.host} rejected the credentials" in stale.err
+        assert served(server, app) == "first"
+
+        # Step 2: deploy it while setting the new configuration: one operation.
+        done = server.run(
+            "deploy",
+            "--app",
+            app,
+            "--git-commitish",
+            "deploy-123",
+            f"DOCKYARD_PRIVATE_REGISTRY_PASSWORD={fresh}",
+        )
+        assert done.code == 0, done.text
+        after = operations(server, app)
+        assert len(after) == len(before) + 2  # the stale attempt and this one
+        assert after[0]["type"] == "deploy" and after[0]["status"] == "succeeded"
+        assert served(server, app) == "second"
+        assert show(server, app)["release"]["source"] == f"git:{commit}"
+        # One restart: the one container of the old release was replaced once.
+        new_containers = show(server, app)["containers"]
+        assert len(new_containers) == 1 and new_containers[0]["id"] != containers[0]["id"]
+        revealed = server.cli(
+            "config:get", "--app", app, "DOCKYARD_PRIVATE_REGISTRY_PASSWORD", "--reveal"
+        )
+        assert revealed.out.strip() == fresh
+        for text in (done.text, stale.text, server.log()):
+            assert fresh not in text and expired_password not in text
+
+
+def test_short_term_credentials_config_set_then_push(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    with registry.temporary_user() as (user, password):
+        assert server.cli("config:set", "--app", app, *_creds(registry, password, user)).code == 0
+        repo.commit(web(registry, "one"))
+        assert repo.push("main").code == 0
+        registry.set_password(user, password + "-2")
+        repo.commit(web(registry, "two"))
+        assert repo.push("main").code != 0  # expired
+        # The slower alternative: config:set (one restart), then push.
+        assert (
+            server.cli("config:set", "--app", app, *_creds(registry, password + "-2", user)).code
+            == 0
+        )
+        pushed = repo.push("main")
+        assert pushed.code == 0, pushed.output
+        assert served(server, app) == "two"
+
+
+def test_failed_synchronized_deploy_keeps_the_old_configuration(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry), "MODE=old").code == 0
+    repo.commit(web(registry, "ok"))
+    assert repo.push("main").code == 0
+    broken = web(registry, "broken")
+    broken["Dockerfile"] += "RUN false\n"
+    repo.commit(broken)
+    assert repo.push("main:broken").code == 0
+    result = server.run("deploy", "--app", app, "--git-commitish", "broken", "MODE=new")
+    assert result.code == 7
+    assert server.cli("config:get", "--app", app, "MODE").out.strip() == "old"
+    assert served(server, app) == "ok"
+
+
+def test_unknown_commitish(server: Server, app: str, repo: WorkingCopy, registry: Registry) -> None:
+    repo.commit(web(registry, "x"))
+    assert repo.push("main:somewhere").code == 0
+    for commitish, message in (
+        ("nope", f"'nope' names no commit pushed to {app}"),
+        ("a..b", "invalid --git-commitish 'a..b'"),
+    ):
+        result = server.cli("deploy", "--app", app, "--git-commitish", commitish)
+        assert result.code == 6
+        assert message in result.err
+    assert operations(server, app) == []
+
+
+def test_switching_between_git_and_image_deploys(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    assert served(server, app) == "hello-v1"
+    repo.commit(web(registry, "built"))
+    # Credentials stored by the image deploy serve the FROM on the same host.
+    assert repo.push("main").code == 0
+    assert served(server, app) == "built"
+    assert deploy(server, app, registry.image("web:v2")).code == 0
+    assert served(server, app) == "hello-v2"
+    assert server.cli("deploy", "--app", app, "--git-commitish", "main").code == 0
+    assert served(server, app) == "built"
+    assert server.cli("deploy", "--app", app).code == 0  # the current build again
+    assert served(server, app) == "built"
+
+
+def test_procfile_at_the_repository_root(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    files = web(registry, "procfile")
+    files["Procfile"] = "web: exec httpd -f -p $PORT -h /www\nworker: exec sleep 3600\n"
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo.commit(files)
+    pushed = repo.push("main")
+    assert pushed.code == 0, pushed.output
+    assert "Services from the repository's Procfile: web, worker" in pushed.output
+    assert sorted(c["service"] for c in show(server, app)["containers"]) == ["web", "worker"]
+
+
+def test_push_and_fetch_need_a_member_token(
+    server: Server,
+    registry: Registry,
+    app: str,
+    repo: WorkingCopy,
+    tmp_path: Path,
+    user_token: Callable[[], tuple[str, str]],
+) -> None:
+    repo.commit(web(registry, "x"))
+    assert repo.push("main:stored").code == 0
+    wrong = WorkingCopy(tmp_path / "wrong", remote(server, app, "dky_wrong"))
+    wrong.commit({"a": "b"})
+    pushed = wrong.push("main:other")
+    assert pushed.code != 0
+    assert "Authentication failed" in pushed.output
+    name, token = user_token()
+    outsider = WorkingCopy(tmp_path / "outsider", remote(server, app, token))
+    outsider.commit({"a": "b"})
+    assert outsider.push("main:other").code != 0
+    fetched = outsider.git("fetch", "dockyard", check=False)
+    assert fetched.returncode != 0
+    assert "not found" in fetched.stderr
+    assert server.cli("apps:grant", "--app", app, name).code == 0
+    assert outsider.git("fetch", "dockyard", check=False).returncode == 0
+    assert outsider.remote_head("stored") == repo.remote_head("stored")
+
+
+def test_non_fast_forward_push_is_refused(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy, tmp_path: Path
+) -> None:
+    first = repo.commit(web(registry, "a"))
+    assert repo.push("main:topic").code == 0
+    other = WorkingCopy(tmp_path / "other", remote(server, app))
+    other.commit({"unrelated": "history"})
+    pushed = other.push("main:topic")
+    assert pushed.code != 0
+    assert "non-fast-forward" in pushed.output or "fetch first" in pushed.output
+    assert repo.remote_head("topic") == first
+
+
+def test_two_apps_push_at_once(server: Server, registry: Registry, tmp_path: Path) -> None:
+    handles = [f"pair-{uuid.uuid4().hex[:6]}-{n}" for n in range(2)]
+    copies = []
+    for handle in handles:
+        assert server.cli("apps:create", handle).code == 0
+        assert server.cli("config:set", "--app", handle, *_creds(registry)).code == 0
+        copy = WorkingCopy(tmp_path / handle, remote(server, handle))
+        copy.commit(web(registry, handle))
+        copies.append(copy)
+    results: list[Push] = []
+    threads = [threading.Thread(target=lambda c=c: results.append(c.push("main"))) for c in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.code for r in results] == [0, 0], [r.output for r in results]
+    for handle in handles:
+        assert served(server, handle) == handle
+
+
+class _RecordingRegistry(BaseHTTPRequestHandler):
+    """A 'public' registry in front of the private one: records what it is sent."""
+
+    seen: list[str | None] = []
+    upstream = ""
+    auth: tuple[str, str] = ("", "")
+
+    def do_GET(self) -> None:
+        self._forward()
+
+    def do_HEAD(self) -> None:
+        self._forward()
+
+    def _forward(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept",)}
+        response = httpx.request(
+            self.command, f"http://{self.upstream}{self.path}", headers=headers, auth=self.auth
+        )
+        self.send_response(response.status_code)
+        for name in ("Content-Type", "Docker-Content-Digest", "Content-Length"):
+            if name in response.headers:
+                self.send_header(name, response.headers[name])
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def public_registry(registry: Registry) -> Iterator[str]:
+    port = free_port()
+    _RecordingRegistry.seen = []
+    _RecordingRegistry.upstream = registry.host
+    _RecordingRegistry.auth = (registry.user, registry.password)
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), _RecordingRegistry)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_other_registry_in_from_never_gets_the_credentials(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy, public_registry: str
+) -> None:
+    config = [*_creds(registry), f"DOCKYARD_PRIVATE_REGISTRY_HOST={registry.host}"]
+    assert server.cli("config:set", "--app", app, *config).code == 0
+    dockerfile = (
+        f"FROM {public_registry}/dockyard-test/busybox:latest AS tools\n"
+        + WEB_DOCKERFILE.format(base=registry.base_image, content="two registries")
+    )
+    repo.commit({"Dockerfile": dockerfile})
+    pushed = repo.push("main")
+    assert pushed.code == 0, pushed.output
+    assert served(server, app) == "two registries"
+    assert _RecordingRegistry.seen, "the public registry was never asked"
+    assert set(_RecordingRegistry.seen) == {None}
+
+
+def test_no_password_in_docker_inspect_of_builds(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo.commit(web(registry, "inspect"))
+    pushed = repo.push("main")
+    assert pushed.code == 0
+    client = docker_client()
+    try:
+        for container in client.containers.list(filters={"label": f"dockyard.app={app}"}):
+            assert registry.password not in json.dumps(container.attrs)
+            assert registry.password not in json.dumps(client.images.get(container.image.id).attrs)
+    finally:
+        client.close()
+    for operation in operations(server, app):
+        assert registry.password not in server.cli("operation:logs", str(operation["id"])).out
+    assert registry.password not in server.log()
