@@ -111,7 +111,7 @@ class Server:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
-    def get(self, app: str, path: str = "/", timeout: float = 5) -> httpx.Response:
+    def get(self, app: str, path: str = "/", timeout: float = 30) -> httpx.Response:
         """A request to an app through the router, as a browser would send it."""
         return httpx.get(
             f"http://127.0.0.1:{self.router_port}{path}",

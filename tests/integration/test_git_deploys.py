@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -136,7 +137,7 @@ def test_failed_build_rejects_the_push_and_keeps_serving(
         ),
         (
             {
-                "Dockerfile": "FROM {host}/dockyard-test/busybox:latest AS a\nFROM 127.0.0.2:5999/x/y:1\n"
+                "Dockerfile": "FROM {host}/dockyard-test/busybox:latest AS a\nFROM 127.0.0.1:5999/x/y\n"
             },
             "set DOCKYARD_PRIVATE_REGISTRY_HOST",
         ),
@@ -366,9 +367,9 @@ def test_two_apps_push_at_once(server: Server, registry: Registry, tmp_path: Pat
 class _RecordingRegistry(BaseHTTPRequestHandler):
     """A 'public' registry in front of the private one: records what it is sent."""
 
-    seen: list[str | None] = []
-    upstream = ""
-    auth: tuple[str, str] = ("", "")
+    seen: ClassVar[list[str | None]] = []
+    upstream: ClassVar[str] = ""
+    auth: ClassVar[tuple[str, str]] = ("", "")
 
     def do_GET(self) -> None:
         self._forward()
