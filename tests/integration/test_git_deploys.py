@@ -136,9 +136,7 @@ def test_failed_build_rejects_the_push_and_keeps_serving(
             "image {host}/dockyard-test/absent:v1 not found",
         ),
         (
-            {
-                "Dockerfile": "FROM {host}/dockyard-test/busybox:latest AS a\nFROM 127.0.0.1:5999/x/y\n"
-            },
+            {"Dockerfile": "FROM {host}/dockyard-test/busybox AS a\nFROM 127.0.0.1:5999/x/y\n"},
             "set DOCKYARD_PRIVATE_REGISTRY_HOST",
         ),
     ],
