@@ -18,7 +18,12 @@ from typing import Any
 from dockyard.domain import records
 from dockyard.domain.building import BuildFailed, build_credentials, from_images
 from dockyard.domain.configuration import MASK, is_secret, process_environment
-from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
+from dockyard.domain.containers import (
+    Container,
+    ContainerSpec,
+    RegistryCredentials,
+    Runtime,
+)
 from dockyard.domain.errors import HealthCheckFailed, InvalidInput
 from dockyard.domain.images import ImageReference
 from dockyard.domain.releases import (
@@ -245,6 +250,28 @@ def _image_services(run: OperationRun, image: str) -> list[Service]:
     return default_services()
 
 
+def start_container(
+    runtime: Runtime,
+    handle: str,
+    release: Release,
+    service: Service,
+    index: int,
+    values: Mapping[str, str],
+) -> Container:
+    """Start one container of a release, on a port of its own."""
+    spec = ContainerSpec(
+        app=handle,
+        release=release.id,
+        service=service.name,
+        index=index,
+        image=release.image,
+        command=service.command,
+        environment=process_environment(values),
+        port=runtime.free_port(),
+    )
+    return runtime.start(spec)
+
+
 def roll_out(
     run: OperationRun,
     app: records.App,
@@ -255,23 +282,13 @@ def roll_out(
     platform = run.platform
     runtime = platform.runtime()
     old = [c for c in runtime.containers(app.handle) if c.release != release.id]
-    environment = process_environment(values)
     started: list[tuple[Service, Container]] = []
     try:
         for service in release.services:
             for index in range(app.scale.get(service.name, 1)):
-                spec = ContainerSpec(
-                    app=app.handle,
-                    release=release.id,
-                    service=service.name,
-                    index=index,
-                    image=release.image,
-                    command=service.command,
-                    environment=environment,
-                    port=runtime.free_port(),
-                )
-                started.append((service, runtime.start(spec)))
-                run.log(f"Started {service.name}.{index + 1} on port {spec.port}")
+                container = start_container(runtime, app.handle, release, service, index, values)
+                started.append((service, container))
+                run.log(f"Started {service.name}.{index + 1} on port {container.port}")
         run.hold()
         _check_health(run, started, health, values)
         run.check_cancelled()
@@ -373,18 +390,9 @@ def scale(run: OperationRun) -> str:
     started: list[tuple[Service, Container]] = []
     try:
         for index in range(len(containers), count):
-            spec = ContainerSpec(
-                app=app.handle,
-                release=release.id,
-                service=service.name,
-                index=index,
-                image=release.image,
-                command=service.command,
-                environment=process_environment(values),
-                port=runtime.free_port(),
-            )
-            started.append((service, runtime.start(spec)))
-            run.log(f"Started {service.name}.{index + 1} on port {spec.port}")
+            container = start_container(runtime, app.handle, release, service, index, values)
+            started.append((service, container))
+            run.log(f"Started {service.name}.{index + 1} on port {container.port}")
         _check_health(run, started, HealthCheck.from_configuration(values), values)
     except BaseException:
         for _, container in started:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from dockyard.domain.configuration import process_environment
-from dockyard.domain.containers import Container, ContainerSpec
+from dockyard.domain.containers import Container
 from dockyard.domain.releases import Release
 from dockyard.services.context import Platform
+from dockyard.services.deploying import start_container
 
 log = logging.getLogger("dockyard.reconcile")
 
@@ -68,18 +68,7 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
         for index in range(wanted):
             found = current.get((service.name, index))
             if found is None:
-                found = runtime.start(
-                    ContainerSpec(
-                        app=handle,
-                        release=release.id,
-                        service=service.name,
-                        index=index,
-                        image=release.image,
-                        command=service.command,
-                        environment=process_environment(values),
-                        port=runtime.free_port(),
-                    )
-                )
+                found = start_container(runtime, handle, release, service, index, values)
                 actions.append(f"restarted missing {handle}.{service.name}.{index + 1}")
             if service.routed:
                 ports.append(found.port)
