@@ -58,6 +58,7 @@ class ContainerOut(BaseModel):
     service: str
     index: int
     release: int
+    address: str
     port: int
     state: str
 

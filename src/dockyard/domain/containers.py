@@ -41,10 +41,16 @@ class Container:
     index: int
     port: int
     state: str  # the engine's: running, exited, restarting, created...
+    # Where the router and health checks reach it: the node's address.
+    address: str = "127.0.0.1"
 
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.address}:{self.port}"
 
 
 class Runtime(Protocol):
@@ -98,12 +104,12 @@ class Runtime(Protocol):
 class Router(Protocol):
     """Sends ``http://<app>.<domain>/`` to the app's routed containers."""
 
-    def route(self, app: str, ports: list[int]) -> None: ...
+    def route(self, app: str, upstreams: list[str]) -> None:
+        """Send the app's traffic to these ``host:port`` upstreams."""
+        ...
 
     def unroute(self, app: str) -> None: ...
 
-    def replace_all(self, routes: dict[str, list[int]]) -> None: ...
-
-    def routes(self) -> dict[str, list[int]]: ...
+    def routes(self) -> dict[str, list[str]]: ...
 
     def url(self, app: str) -> str: ...

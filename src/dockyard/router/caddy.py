@@ -45,7 +45,7 @@ class CaddyRouter:
         self.admin = admin
         self.data_dir = data_dir
         self.binary = binary
-        self._routes: dict[str, list[int]] = {}
+        self._routes: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._http = httpx.Client(base_url=f"http://{admin}", timeout=10)
@@ -117,9 +117,9 @@ class CaddyRouter:
         port = self.listen.rpartition(":")[2]
         return f"http://{app}.{self.domain}:{port}/"
 
-    def route(self, app: str, ports: list[int]) -> None:
+    def route(self, app: str, upstreams: list[str]) -> None:
         with self._lock:
-            self._routes[app] = sorted(ports)
+            self._routes[app] = sorted(upstreams)
             self._load()
 
     def unroute(self, app: str) -> None:
@@ -127,12 +127,7 @@ class CaddyRouter:
             if self._routes.pop(app, None) is not None:
                 self._load()
 
-    def replace_all(self, routes: dict[str, list[int]]) -> None:
-        with self._lock:
-            self._routes = {app: sorted(ports) for app, ports in routes.items()}
-            self._load()
-
-    def routes(self) -> dict[str, list[int]]:
+    def routes(self) -> dict[str, list[str]]:
         with self._lock:
             return dict(self._routes)
 
@@ -144,8 +139,8 @@ class CaddyRouter:
 
     def _config(self) -> dict[str, Any]:
         routes: list[dict[str, Any]] = []
-        for app, ports in sorted(self._routes.items()):
-            if not ports:
+        for app, upstreams in sorted(self._routes.items()):
+            if not upstreams:
                 continue
             routes.append(
                 {
@@ -153,7 +148,7 @@ class CaddyRouter:
                     "handle": [
                         {
                             "handler": "reverse_proxy",
-                            "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in ports],
+                            "upstreams": [{"dial": upstream} for upstream in upstreams],
                             "load_balancing": {
                                 "selection_policy": {"policy": "round_robin"},
                                 # A container that just stopped is skipped, not reported.

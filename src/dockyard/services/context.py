@@ -13,7 +13,7 @@ from dockyard.git.repositories import Repositories
 from dockyard.services.events import Events
 from dockyard.store.repository import Store
 
-Probe = Callable[[int, str], "int | None"]
+Probe = Callable[[str, str], "int | None"]
 
 
 class NoRuntime(DockyardError):
@@ -21,7 +21,7 @@ class NoRuntime(DockyardError):
         super().__init__("this server runs no containers: it was started without a runtime")
 
 
-def _no_probe(port: int, path: str) -> int | None:
+def _no_probe(upstream: str, path: str) -> int | None:
     return None
 
 

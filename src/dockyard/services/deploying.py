@@ -288,7 +288,7 @@ def roll_out(
             for index in range(app.scale.get(service.name, 1)):
                 container = start_container(runtime, app.handle, release, service, index, values)
                 started.append((service, container))
-                run.log(f"Started {service.name}.{index + 1} on port {container.port}")
+                run.log(f"Started {service.name}.{index + 1} on {container.upstream}")
         run.hold()
         _check_health(run, started, health, values)
         run.check_cancelled()
@@ -299,7 +299,7 @@ def roll_out(
         run.log(f"Removed the containers of release {release.id}; the previous release stays")
         raise
 
-    routed = [c.port for service, c in started if service.routed]
+    routed = [c.upstream for service, c in started if service.routed]
     if routed:
         platform.router().route(app.handle, routed)
         run.log(f"Router: {platform.url(app.handle)} now goes to release {release.id}")
@@ -335,14 +335,13 @@ def _check_health(
                     run, container, values, f"exited ({state.state if state else 'gone'})"
                 )
             if service.routed:
-                status = probe(container.port, health.path)
+                status = probe(container.upstream, health.path)
                 if status is not None and (status == 200 or not health.strict):
                     run.log(f"{service.name}.{container.index + 1} answered HTTP {status}")
                     del waiting[container_id]
                 elif elapsed >= health.timeout:
                     why = (
-                        f"did not answer HTTP on port {container.port} within "
-                        f"{health.timeout:.0f} s"
+                        f"did not answer HTTP on {container.upstream} within {health.timeout:.0f} s"
                         if status is None
                         else f"answered {status} on {health.path}, not 200"
                     )
@@ -392,7 +391,7 @@ def scale(run: OperationRun) -> str:
         for index in range(len(containers), count):
             container = start_container(runtime, app.handle, release, service, index, values)
             started.append((service, container))
-            run.log(f"Started {service.name}.{index + 1} on port {container.port}")
+            run.log(f"Started {service.name}.{index + 1} on {container.upstream}")
         _check_health(run, started, HealthCheck.from_configuration(values), values)
     except BaseException:
         for _, container in started:
@@ -402,7 +401,7 @@ def scale(run: OperationRun) -> str:
     serving = keep + [c for _, c in started]
     if service.routed:
         if serving:
-            platform.router().route(app.handle, [c.port for c in serving])
+            platform.router().route(app.handle, [c.upstream for c in serving])
         else:
             platform.router().unroute(app.handle)
         run.log(f"Router: {len(serving)} container(s) behind {platform.url(app.handle)}")

@@ -62,7 +62,7 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
 
     values = store.configuration(app.id, release.config_version).values
     current = {(c.service, c.index): c for c in containers if c.release == release.id}
-    ports: list[int] = []
+    upstreams: list[str] = []
     for service in release.services:
         wanted = app.scale.get(service.name, 1)
         for index in range(wanted):
@@ -71,15 +71,15 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
                 found = start_container(runtime, handle, release, service, index, values)
                 actions.append(f"restarted missing {handle}.{service.name}.{index + 1}")
             if service.routed:
-                ports.append(found.port)
+                upstreams.append(found.upstream)
         for (name, index), extra in current.items():
             if name == service.name and index >= wanted:
                 runtime.remove(extra.id)
                 actions.append(f"removed extra {handle}.{name}.{index + 1}")
-    if sorted(ports) != router.routes().get(handle, []):
-        if ports:
-            router.route(handle, ports)
+    if sorted(upstreams) != router.routes().get(handle, []):
+        if upstreams:
+            router.route(handle, upstreams)
         else:
             router.unroute(handle)
-        actions.append(f"routed {handle} to ports {sorted(ports)}")
+        actions.append(f"routed {handle} to {', '.join(sorted(upstreams)) or 'nothing'}")
     return actions

@@ -66,6 +66,7 @@ def show_app(handle: str, platform: PlatformDep, user: CurrentUser) -> AppDetail
                 service=c.service,
                 index=c.index,
                 release=c.release,
+                address=c.address,
                 port=c.port,
                 state=c.state,
             )
