@@ -8,6 +8,7 @@ install:
 	@bash scripts/install.sh
 
 run: install
+	@bash scripts/engine.sh
 	$(BIN)/dockyard server
 
 lint: install

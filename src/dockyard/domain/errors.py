@@ -137,3 +137,7 @@ class RegistryUnreachable(DockyardError):
 
 class HealthCheckFailed(DockyardError):
     kind = "health_check_failed"
+
+
+class EngineUnreachable(DockyardError):
+    kind = "engine_unreachable"

@@ -97,7 +97,13 @@ class DockerRuntime:
         self._connection: dict[str, Any] = (
             {"base_url": base_url} if base_url else dict(kwargs_from_env())
         )
-        self._client = docker.DockerClient(**self._connection, version="auto")
+        try:
+            self._client = docker.DockerClient(**self._connection, version="auto")
+        except DockerException as exc:
+            where = self._connection.get("base_url") or "the default socket"
+            raise errors.EngineUnreachable(
+                f"cannot reach the Docker engine at {where}: start it or set DOCKER_HOST"
+            ) from exc
 
     def close(self) -> None:
         self._client.close()
