@@ -11,9 +11,13 @@ PostgreSQL database), creates the apps, then runs four bounded scenarios:
 
 The load comes from separate processes (``multiprocessing``, fork), each with
 threads that own one ``httpx.Client`` each, so the server's process and the
-load generator do not share a GIL. The CPU time of both sides is reported so
-a reader can see which one saturates. At the end of each backend the server's
-peak RSS (``VmHWM``) is read, then the server is stopped and its data dropped.
+load generator do not share a GIL. The CPU time of the server, of the load
+generator and of everything else on the machine is reported so a reader can
+see which one saturates; a last pair of scenarios runs the same load against a
+stub that answers with the bytes of ``GET /apps`` at no cost: the most this
+load generator can measure here. At the end of each backend the server's peak
+RSS (``VmHWM``) is read, then the server (and the Caddy it starts, on free
+ports) is stopped and its data dropped.
 
 Run: ``.venv/bin/python bench/api.py`` (``make bench``). PostgreSQL comes from
 ``DOCKYARD_TEST_POSTGRES``, or from ``scripts/services.sh`` when it is unset.
@@ -321,6 +325,13 @@ class Target(Protocol):
     def cpu_seconds(self) -> float: ...
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -508,6 +519,7 @@ class Outcome:
     p99_ms: float
     server_cpu: float
     client_cpu: float
+    other_cpu: float
     first_error: str
 
     @property
@@ -551,14 +563,14 @@ def run_scenario(
         for child in children:
             child.start()
         barrier.wait(timeout=60)  # all load threads have warmed up
-        cpu_before = server.cpu_seconds()
+        cpu_before, busy_before, t_before = server.cpu_seconds(), _busy_seconds(), time.monotonic()
         give_up = time.monotonic() + duration + 3 * REQUEST_TIMEOUT
         while len(reports) < processes:
             try:
                 reports.append(results.get(timeout=max(0.1, give_up - time.monotonic())))
             except queue.Empty:
                 raise RuntimeError(f"{scenario.name}: the load processes did not report") from None
-        cpu_after = server.cpu_seconds()
+        cpu_after, busy_after, t_after = server.cpu_seconds(), _busy_seconds(), time.monotonic()
         for child in children:
             child.join(timeout=10)
     finally:
@@ -573,6 +585,11 @@ def run_scenario(
     started = min(r["started"] for r in reports if r["started"])
     ended = max(r["ended"] for r in reports)
     wall = ended - started
+    stuck = sum(r["stuck"] for r in reports)
+    span = max(t_after - t_before, 1e-9)
+    server_cpu = (cpu_after - cpu_before) / span
+    machine_cpu = (busy_after - busy_before) / span
+    client_cpu = sum(r["cpu"] for r in reports) / wall if wall > 0 else math.nan
     return Outcome(
         backend=backend,
         scenario=scenario,
@@ -581,9 +598,11 @@ def run_scenario(
         wall=wall,
         p50_ms=percentile(latencies, 50) * 1000,
         p99_ms=percentile(latencies, 99) * 1000,
-        server_cpu=(cpu_after - cpu_before) / wall if wall > 0 else math.nan,
-        client_cpu=sum(r["cpu"] for r in reports) / wall if wall > 0 else math.nan,
-        first_error=next((r["first_error"] for r in reports if r["first_error"]), ""),
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
+        other_cpu=max(0.0, machine_cpu - server_cpu - client_cpu),
+        first_error=next((r["first_error"] for r in reports if r["first_error"]), "")
+        + (f" ({stuck} client threads were still running at the end)" if stuck else ""),
     )
 
 
@@ -710,8 +729,8 @@ def git_revision() -> str:
 def markdown(runs: list[BackendRun], args: argparse.Namespace) -> str:
     rows = [
         "| backend | scenario | concurrency | completed | req/s or ops/s | p50 ms | p99 ms "
-        "| errors | server CPU | load-gen CPU |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| errors | server CPU | load-gen CPU | other CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         for o in run.outcomes:
@@ -719,7 +738,7 @@ def markdown(runs: list[BackendRun], args: argparse.Namespace) -> str:
             rows.append(
                 f"| {backend} | {o.scenario.name} | {o.scenario.concurrency} | {o.count} "
                 f"| {o.rate:,.0f} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.errors} "
-                f"| {o.server_cpu:.2f} | {o.client_cpu:.2f} |"
+                f"| {o.server_cpu:.2f} | {o.client_cpu:.2f} | {o.other_cpu:.2f} |"
             )
     rows += [
         "",
@@ -790,6 +809,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     command = shlex.join(sys.orig_argv)
     started = datetime.now(UTC)
+    load_at_start = os.getloadavg()[0]
     runs: list[BackendRun] = []
     print(f"machine: {machine()}", file=sys.stderr)
     if "postgresql" in args.backends:
@@ -811,7 +831,10 @@ def main() -> int:
     print(f"## API benchmark ({started:%Y-%m-%d %H:%M} UTC)\n")
     print(f"- command: `{command}` (in {Path.cwd()})")
     print(f"- machine: {machine()}")
-    print(f"- revision: {git_revision()}; whole run {elapsed:.0f} s")
+    print(
+        f"- revision: {git_revision()}; whole run {elapsed:.0f} s; 1-minute load average "
+        f"{load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
     print(
         f"- each scenario: {args.duration:g} s (stub: {min(args.duration, STUB_SECONDS):g} s) "
         f"after {WARMUP['list']} warm-up GETs or {WARMUP['config']} warm-up config:set per "
@@ -824,7 +847,10 @@ def main() -> int:
     )
     print(
         "- CPU columns: cores busy (CPU seconds / wall seconds) during the scenario; "
-        "p50/p99 are nearest-rank over every completed request"
+        "other CPU = the whole machine's busy cores less the server's and the load "
+        "generator's (other processes: anything above ~0.1 disturbs the figures); "
+        "p50/p99 are nearest-rank over every completed request; req/s = completed / "
+        "(last completion - first start), so the drain at the end counts"
     )
     print(
         "- stub rows: the same load generator against a stub process that answers every "

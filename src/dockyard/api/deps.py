@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.domain import records
 from dockyard.services import accounts
@@ -14,7 +15,7 @@ from dockyard.services.context import Platform
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -22,11 +23,16 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_user(
+async def get_user(
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> records.User:
-    return accounts.authenticate(platform, credentials.credentials if credentials else None)
+    # Async, with a cache in front of the store: no thread hop on the hot path.
+    token = credentials.credentials if credentials else None
+    user = accounts.cached_user(platform, token)
+    if user is not None:
+        return user
+    return await run_in_threadpool(accounts.authenticate, platform, token)
 
 
 CurrentUser = Annotated[records.User, Depends(get_user)]

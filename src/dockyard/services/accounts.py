@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import time
+
 from dockyard.crypto.keys import hash_token, new_token
 from dockyard.domain import records
 from dockyard.domain.errors import AdminRequired, InvalidToken, UserExists, UserNotFound
 from dockyard.domain.names import validate_user_name
 from dockyard.services.context import Platform
 
+TOKEN_CACHE_SECONDS = 10.0
+
+
+def cached_user(platform: Platform, token: str | None) -> records.User | None:
+    """The token's user if this process checked it in the last few seconds."""
+    if not token:
+        return None
+    hit = platform.token_cache.get(token)
+    if hit is None or hit[1] < time.monotonic():
+        return None
+    return hit[0]
+
 
 def authenticate(platform: Platform, token: str | None) -> records.User:
     if not token:
         raise InvalidToken()
+    user = cached_user(platform, token)
+    if user is not None:
+        return user
     user = platform.store.user_for_token(hash_token(token))
     if user is None:
         raise InvalidToken()
+    if len(platform.token_cache) > 10_000:
+        platform.token_cache.clear()
+    platform.token_cache[token] = (user, time.monotonic() + TOKEN_CACHE_SECONDS)
     return user
 
 

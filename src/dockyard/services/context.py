@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dockyard.domain.containers import Router, Runtime
 from dockyard.domain.errors import DockyardError
+from dockyard.domain.records import User
 from dockyard.git.repositories import Repositories
 from dockyard.services.events import Events
 from dockyard.store.repository import Store
@@ -46,6 +47,10 @@ class Platform:
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
+    # Token -> (user, monotonic expiry): most requests need no database read.
+    token_cache: dict[str, tuple[User, float]] = field(default_factory=dict, init=False)
+    # User id -> (store generation, GET /apps body).
+    app_lists: dict[int, tuple[int, bytes]] = field(default_factory=dict, init=False)
 
     def app_lock(self, handle: str) -> threading.Lock:
         """Held while an operation of this process changes the app's containers."""

@@ -49,7 +49,7 @@ def cancel(platform: Platform, user: records.User, operation_id: int) -> records
     previous = platform.store.request_cancel(operation_id)
     if previous.finished:
         raise OperationFinished(operation_id, previous.value)
-    platform.events.operation_changed()
+    platform.events.operation_changed(operation_id)
     refreshed = platform.store.get_operation(operation_id)
     assert refreshed is not None
     return refreshed

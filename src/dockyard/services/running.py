@@ -25,7 +25,7 @@ class OperationRun:
 
     def log(self, line: str) -> None:
         self.platform.store.append_log(self.operation.id, line)
-        self.platform.events.operation_changed()
+        self.platform.events.operation_changed(self.operation.id)
 
     def hold(self) -> None:
         """Wait ``hold_seconds`` (a test setting), staying cancellable.

@@ -29,6 +29,32 @@ from dockyard.store.models import now
 HEARTBEAT_STALE_AFTER = timedelta(seconds=15)
 _UNFINISHED = (OperationStatus.QUEUED.value, OperationStatus.RUNNING.value)
 
+# Runnable: queued, and first among its app's unfinished operations. Built
+# once: building it (and its cache key) costs more than running it.
+_earlier = aliased(models.Operation)
+_CLAIMABLE = (
+    select(models.Operation.id)
+    .where(
+        models.Operation.status == OperationStatus.QUEUED.value,
+        ~exists().where(
+            _earlier.app_id == models.Operation.app_id,
+            _earlier.status.in_(_UNFINISHED),
+            _earlier.id < models.Operation.id,
+        ),
+    )
+    .order_by(models.Operation.id)
+    .limit(8)
+    .with_for_update(skip_locked=True)
+)
+_APP_COLUMNS = (
+    models.App.id,
+    models.App.handle,
+    models.App.created_at,
+    models.App.config_version,
+    models.App.current_release_id,
+    models.App.scale,
+)
+
 
 def _user(row: models.User) -> records.User:
     return records.User(id=row.id, name=row.name, is_admin=row.is_admin, created_at=row.created_at)
@@ -68,6 +94,13 @@ class Store:
         )
         self._reader = sessionmaker(self._reader_engine, expire_on_commit=False)
         self._writer = sessionmaker(self._writer_engine, expire_on_commit=False)
+        # Bumped after every write of this process. With SQLite this process
+        # is the only writer, so an unchanged generation means unchanged data.
+        self.generation = 0
+
+    @property
+    def single_writer(self) -> bool:
+        return self.dialect == "sqlite"
 
     def migrate(self) -> None:
         migrate(self._writer_engine)
@@ -83,8 +116,11 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._writer() as session, session.begin():
-            yield session
+        try:
+            with self._writer() as session, session.begin():
+                yield session
+        finally:
+            self.generation += 1
 
     def installation_id(self) -> str:
         """This installation's id, made at first start and shared by its processes."""
@@ -176,9 +212,24 @@ class Store:
             return s.scalar(self._visible_apps(user).where(models.App.id == app_id)) is not None
 
     def list_apps(self, user: records.User) -> list[records.App]:
+        # Plain columns, not ORM objects: this is the API's busiest read.
+        query = select(*_APP_COLUMNS).order_by(models.App.handle)
+        if not user.is_admin:
+            query = query.join(models.Grant, models.Grant.app_id == models.App.id).where(
+                models.Grant.user_id == user.id
+            )
         with self._read() as s:
-            rows = s.scalars(self._visible_apps(user).order_by(models.App.handle))
-            return [_app(r) for r in rows]
+            return [
+                records.App(
+                    id=row.id,
+                    handle=row.handle,
+                    created_at=row.created_at,
+                    config_version=row.config_version,
+                    current_release_id=row.current_release_id,
+                    scale=json.loads(row.scale or "{}"),
+                )
+                for row in s.execute(query)
+            ]
 
     def delete_app(self, app_id: int) -> None:
         with self._write() as s:
@@ -349,6 +400,23 @@ class Store:
             )
             return [records.LogLine(id=r.id, at=r.at, line=r.line) for r in rows]
 
+    def operation_with_logs(
+        self, operation_id: int, after: int = 0
+    ) -> tuple[records.Operation | None, list[records.LogLine]]:
+        """The operation as it is now and its log lines after ``after``, in one read."""
+        with self._read() as s:
+            row = s.get(models.Operation, operation_id)
+            lines = s.scalars(
+                select(models.OperationLog)
+                .where(
+                    models.OperationLog.operation_id == operation_id,
+                    models.OperationLog.id > after,
+                )
+                .order_by(models.OperationLog.id)
+            )
+            logs = [records.LogLine(id=r.id, at=r.at, line=r.line) for r in lines]
+            return (self._operation(row) if row else None), logs
+
     def append_log(self, operation_id: int, line: str) -> None:
         with self._write() as s:
             s.add(models.OperationLog(operation_id=operation_id, line=line, at=now()))
@@ -362,20 +430,8 @@ class Store:
         LOCKED`` lets each pass over rows another is claiming, and the
         conditional update makes a claim count only once.
         """
-        earlier = aliased(models.Operation)
-        head_of_app = ~exists().where(
-            earlier.app_id == models.Operation.app_id,
-            earlier.status.in_(_UNFINISHED),
-            earlier.id < models.Operation.id,
-        )
         with self._write() as s:
-            candidates = s.scalars(
-                select(models.Operation.id)
-                .where(models.Operation.status == OperationStatus.QUEUED.value, head_of_app)
-                .order_by(models.Operation.id)
-                .limit(8)
-                .with_for_update(skip_locked=True)
-            ).all()
+            candidates = s.scalars(_CLAIMABLE).all()
             for operation_id in candidates:
                 claimed = s.execute(
                     update(models.Operation)

@@ -69,7 +69,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
-        self.platform.events.operation_queued()
+        self.platform.events.wake_all_workers()
         for thread in self._threads:
             thread.join(timeout=10)
         self.platform.store.unregister_worker(self.id)
@@ -79,10 +79,10 @@ class Worker:
         while not self._stopping.wait(HEARTBEAT_SECONDS):
             try:
                 store.heartbeat(self.id)
-                if store.fail_interrupted(
+                for operation_id in store.fail_interrupted(
                     self.id, INTERRUPTED_MESSAGE, only_local_dead=_process_gone
                 ):
-                    self.platform.events.operation_changed()
+                    self.platform.events.operation_changed(operation_id)
                     self.platform.events.operation_queued()
             except Exception:
                 log.exception("worker heartbeat failed")
@@ -98,7 +98,7 @@ class Worker:
             if operation is None:
                 self.platform.events.wait_for_work(POLL_SECONDS)
                 continue
-            self.platform.events.operation_changed()
+            self.platform.events.operation_changed(operation.id)
             self._run(OperationRun(self.platform, operation))
             # The app's next operation, if any, is runnable now.
             self.platform.events.operation_queued()
@@ -123,4 +123,4 @@ class Worker:
             store.finish(operation.id, OperationStatus.FAILED, message)
         else:
             store.finish(operation.id, OperationStatus.SUCCEEDED, result)
-        self.platform.events.operation_changed()
+        self.platform.events.operation_changed(operation.id)

@@ -66,10 +66,11 @@ async def _follow(
 ) -> AsyncIterator[bytes]:
     while True:
         # Listen before reading so a change between the two is not missed.
-        changed = platform.events.listen()
+        changed = platform.events.listen(operation.id)
         try:
-            current = await run_in_threadpool(platform.store.get_operation, operation.id)
-            lines = await run_in_threadpool(operations.logs, platform, operation, after)
+            current, lines = await run_in_threadpool(
+                platform.store.operation_with_logs, operation.id, after
+            )
             for line in lines:
                 after = line.id
                 event = LogEvent(kind="log", id=line.id, at=line.at, line=line.line)
@@ -82,4 +83,4 @@ async def _follow(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), FOLLOW_POLL_SECONDS)
         finally:
-            platform.events.forget(changed)
+            platform.events.forget(operation.id, changed)
