@@ -22,6 +22,7 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
   || packages+=(busybox-static)
 command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v curl >/dev/null || packages+=(curl)
+command -v socat >/dev/null || packages+=(socat)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "install: apt-get install ${packages[*]}"
   # Keep maintainer scripts from starting system services (a system dockerd,

@@ -166,7 +166,7 @@ start_docker() {
     --pidfile "$DOCKERD_PID" \
     --bridge=none --iptables=false --ip6tables=false \
     --ip-forward=false --ip-masq=false \
-    --insecure-registry "$REGISTRY_ADDR" \
+    --insecure-registry "$REGISTRY_ADDR" --insecure-registry 10.203.0.1:5000 \
     </dev/null >"$LOGS/dockerd.log" 2>&1 9>&- &
   local pid=$!
   for _ in $(seq 1 300); do
