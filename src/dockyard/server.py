@@ -16,10 +16,12 @@ import uvicorn
 
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
+from dockyard.domain.containers import RegistryCredentials
 from dockyard.git.repositories import Repositories
 from dockyard.router.caddy import CaddyRouter
 from dockyard.router.probe import http_status
 from dockyard.runtime.docker import DockerRuntime
+from dockyard.runtime.swarm import SwarmRuntime
 from dockyard.services.accounts import bootstrap_admin
 from dockyard.services.context import Platform
 from dockyard.services.events import Events
@@ -44,6 +46,28 @@ class ServerSettings:
     domain: str = "dockyard.localhost"
     docker_host: str | None = None
     build_timeout: float = 1800.0
+    runtime: str = "docker"
+    image_registry: str | None = None
+    image_registry_username: str | None = None
+    image_registry_password: str | None = None
+
+
+def make_runtime(settings: ServerSettings, installation: str) -> DockerRuntime:
+    if settings.runtime == "docker":
+        return DockerRuntime(installation, settings.docker_host)
+    credentials = None
+    if settings.image_registry and settings.image_registry_username:
+        credentials = RegistryCredentials(
+            settings.image_registry.partition("/")[0],
+            settings.image_registry_username,
+            settings.image_registry_password or "",
+        )
+    return SwarmRuntime(
+        installation,
+        settings.docker_host,
+        image_registry=settings.image_registry,
+        image_registry_credentials=credentials,
+    )
 
 
 def _loopback(host: str) -> str:
@@ -69,7 +93,7 @@ def build_platform(settings: ServerSettings) -> Platform:
         events=Events(),
         public_url=public_url.rstrip("/"),
         hold_seconds=float(os.environ.get("DOCKYARD_OPERATION_HOLD_SECONDS", "0")),
-        make_runtime=lambda: DockerRuntime(installation, settings.docker_host),
+        make_runtime=lambda: make_runtime(settings, installation),
         router_=router,
         probe=http_status,
         domain=settings.domain,
@@ -97,8 +121,11 @@ def run(settings: ServerSettings) -> None:
     router.start()
     worker = Worker(platform, concurrency=settings.workers)
     worker.start()
+    # Swarm moves tasks between nodes by itself: follow them sooner.
+    default_interval = "5" if settings.runtime == "swarm" else "30"
     reconciler = Reconciler(
-        platform, interval=float(os.environ.get("DOCKYARD_RECONCILE_SECONDS", "30"))
+        platform,
+        interval=float(os.environ.get("DOCKYARD_RECONCILE_SECONDS", default_interval)),
     )
     reconciler.start()
     api = create_api(platform)

@@ -345,6 +345,22 @@ def logs(session: Session, app: str, tail: int, follow: bool) -> None:
         echo(session.env, line)
 
 
+@cli.command("nodes")
+@output_option
+@pass_session
+def nodes(session: Session, output: str) -> None:
+    """List the hosts apps run on, with your apps' tasks on each."""
+    found = session.client.request("GET", "/nodes")
+    if output == "json":
+        print_json(session.env, found)
+        return
+    rows = [
+        [n["hostname"], n["address"], n["state"], n["availability"], ", ".join(n["tasks"]) or "-"]
+        for n in found
+    ]
+    table(session.env, ["node", "address", "state", "availability", "tasks"], rows)
+
+
 @cli.command("restart")
 @app_option
 @detach_option

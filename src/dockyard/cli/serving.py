@@ -74,7 +74,28 @@ def server_command(start: StartServer) -> click.Command:
         show_default=True,
         help="Seconds a Dockerfile build may take.",
     )
+    @click.option(
+        "--runtime",
+        type=click.Choice(["docker", "swarm"]),
+        default="docker",
+        show_default=True,
+        help="Run apps on one Docker engine, or as Swarm services (on a manager).",
+    )
+    @click.option(
+        "--image-registry",
+        help="HOST/PREFIX where Swarm builds are pushed so that every node can pull them.",
+    )
+    @click.option("--image-registry-username", envvar="DOCKYARD_IMAGE_REGISTRY_USERNAME")
+    @click.option(
+        "--image-registry-password",
+        envvar="DOCKYARD_IMAGE_REGISTRY_PASSWORD",
+        help="Better given in DOCKYARD_IMAGE_REGISTRY_PASSWORD than on the command line.",
+    )
     def server(
+        image_registry: str | None,
+        image_registry_username: str | None,
+        image_registry_password: str | None,
+        runtime: str,
         build_timeout: int,
         data_dir: Path,
         listen: str,
@@ -102,6 +123,10 @@ def server_command(start: StartServer) -> click.Command:
             domain=domain,
             docker_host=docker_host,
             build_timeout=float(build_timeout),
+            runtime=runtime,
+            image_registry=image_registry,
+            image_registry_username=image_registry_username,
+            image_registry_password=image_registry_password,
         )
 
     return server

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dockyard.domain.images import ImageReference
 
@@ -86,7 +86,11 @@ class Runtime(Protocol):
         """A port on which a new container with host networking may listen."""
         ...
 
-    def start(self, spec: ContainerSpec) -> Container: ...
+    def start(
+        self, spec: ContainerSpec, credentials: RegistryCredentials | None = None
+    ) -> Container:
+        """Start a container; ``credentials`` let every host pull the image."""
+        ...
 
     def remove(self, container_id: str, *, grace: float = 10.0) -> None: ...
 
@@ -95,6 +99,10 @@ class Runtime(Protocol):
     def inspect(self, container_id: str) -> Container | None: ...
 
     def logs(self, container_id: str, tail: int = 20) -> str: ...
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The hosts containers run on: id, hostname, address, state, availability, role."""
+        ...
 
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
         """The output of the app's containers, line by line, prefixed by service."""

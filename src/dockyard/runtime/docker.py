@@ -142,7 +142,29 @@ class DockerRuntime:
             extracted = archive.extractfile(member)
             return extracted.read().decode("utf-8", "replace") if extracted else None
 
-    def start(self, spec: ContainerSpec) -> Container:
+    def api_with(
+        self, credentials: Mapping[str, RegistryCredentials], timeout: float = 60
+    ) -> APIClient:
+        """A client of its own that holds exactly these credentials, each for its host.
+
+        The SDK sends the auth its client holds (X-Registry-Config for builds,
+        X-Registry-Auth for services); nothing comes from, or goes to, a file.
+        """
+        api = APIClient(**self._connection, version="auto", timeout=int(timeout))
+        api._auth_configs = AuthConfig(  # type: ignore[attr-defined]
+            {
+                "auths": {
+                    host: {"username": c.username, "password": c.password, "serveraddress": host}
+                    for host, c in credentials.items()
+                }
+            }
+        )
+        return api
+
+    def start(
+        self, spec: ContainerSpec, credentials: RegistryCredentials | None = None
+    ) -> Container:
+        # The image was pulled (with its credentials) before: the engine has it.
         command: Any = ["/bin/sh", "-c", spec.command] if spec.command else None
         container = self._client.containers.run(
             spec.image,
@@ -259,17 +281,7 @@ class DockerRuntime:
         host; the engine gets them in the build request, nothing is written
         to a docker config file.
         """
-        api = APIClient(**self._connection, version="auto", timeout=int(timeout))
-        # The SDK sends the auth its client holds as X-Registry-Config; give this
-        # client exactly the build's credentials and nothing from any file.
-        api._auth_configs = AuthConfig(  # type: ignore[attr-defined]
-            {
-                "auths": {
-                    host: {"username": c.username, "password": c.password, "serveraddress": host}
-                    for host, c in credentials.items()
-                }
-            }
-        )
+        api = self.api_with(credentials, timeout)
         deadline = time.monotonic() + timeout
         image_id = None
         try:
@@ -322,6 +334,20 @@ class DockerRuntime:
                     except APIError:
                         pass
         return removed
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The hosts apps run on: this one engine."""
+        info = self._client.info()
+        return [
+            {
+                "id": str(info.get("ID", ""))[:12],
+                "hostname": str(info.get("Name", "")),
+                "address": "127.0.0.1",
+                "state": "ready",
+                "availability": "active",
+                "role": "engine",
+            }
+        ]
 
     def has_image(self, image: str) -> bool:
         try:

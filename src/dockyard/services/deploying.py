@@ -95,7 +95,7 @@ def deploy(run: OperationRun) -> str:
     )
     if artifact.source.startswith("git:"):
         _keep_build(run, app, release)
-    roll_out(run, app, release, values, health)
+    roll_out(run, app, release, values, health, given)
     version = platform.store.activate_release(
         app.id,
         release.id,
@@ -250,6 +250,15 @@ def _image_services(run: OperationRun, image: str) -> list[Service]:
     return default_services()
 
 
+def release_credentials(
+    platform: Platform, app_id: int, release: Release
+) -> RegistryCredentials | None:
+    """The stored credentials for the registry a release's image comes from."""
+    if release.image.startswith("sha256:"):
+        return None  # built here: no registry to pull from
+    return platform.store.credentials(app_id, ImageReference.parse(release.image).host)
+
+
 def start_container(
     runtime: Runtime,
     handle: str,
@@ -257,6 +266,7 @@ def start_container(
     service: Service,
     index: int,
     values: Mapping[str, str],
+    credentials: RegistryCredentials | None = None,
 ) -> Container:
     """Start one container of a release, on a port of its own."""
     spec = ContainerSpec(
@@ -269,7 +279,7 @@ def start_container(
         environment=process_environment(values),
         port=runtime.free_port(),
     )
-    return runtime.start(spec)
+    return runtime.start(spec, credentials)
 
 
 def roll_out(
@@ -278,15 +288,19 @@ def roll_out(
     release: Release,
     values: Mapping[str, str],
     health: HealthCheck,
+    credentials: RegistryCredentials | None = None,
 ) -> None:
     platform = run.platform
     runtime = platform.runtime()
+    credentials = credentials or release_credentials(platform, app.id, release)
     old = [c for c in runtime.containers(app.handle) if c.release != release.id]
     started: list[tuple[Service, Container]] = []
     try:
         for service in release.services:
             for index in range(app.scale.get(service.name, 1)):
-                container = start_container(runtime, app.handle, release, service, index, values)
+                container = start_container(
+                    runtime, app.handle, release, service, index, values, credentials
+                )
                 started.append((service, container))
                 run.log(f"Started {service.name}.{index + 1} on {container.upstream}")
         run.hold()
@@ -389,7 +403,15 @@ def scale(run: OperationRun) -> str:
     started: list[tuple[Service, Container]] = []
     try:
         for index in range(len(containers), count):
-            container = start_container(runtime, app.handle, release, service, index, values)
+            container = start_container(
+                runtime,
+                app.handle,
+                release,
+                service,
+                index,
+                values,
+                release_credentials(platform, app.id, release),
+            )
             started.append((service, container))
             run.log(f"Started {service.name}.{index + 1} on {container.upstream}")
         _check_health(run, started, HealthCheck.from_configuration(values), values)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dockyard.domain.containers import Container
 from dockyard.domain.releases import Release
 from dockyard.services.context import Platform
-from dockyard.services.deploying import start_container
+from dockyard.services.deploying import release_credentials, start_container
 
 log = logging.getLogger("dockyard.reconcile")
 
@@ -68,7 +68,15 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
         for index in range(wanted):
             found = current.get((service.name, index))
             if found is None:
-                found = start_container(runtime, handle, release, service, index, values)
+                found = start_container(
+                    runtime,
+                    handle,
+                    release,
+                    service,
+                    index,
+                    values,
+                    release_credentials(platform, app.id, release),
+                )
                 actions.append(f"restarted missing {handle}.{service.name}.{index + 1}")
             if service.routed:
                 upstreams.append(found.upstream)

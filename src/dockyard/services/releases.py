@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from dockyard.domain import records
 from dockyard.domain.building import validate_commitish
@@ -133,3 +134,19 @@ def logs(
     if app.current_release_id is None:
         raise InvalidInput(f"app {app.handle!r} has never been deployed: it has no logs")
     return platform.runtime().app_logs(app.handle, tail, follow)
+
+
+def nodes(platform: Platform, user: records.User) -> list[dict[str, Any]]:
+    """The runtime's nodes, each with the tasks of the user's apps placed on it."""
+    visible = {app.handle for app in apps.list_visible(platform, user)}
+    runtime = platform.runtime()
+    containers = [c for c in runtime.containers() if c.app in visible]
+    found = []
+    for node in runtime.nodes():
+        tasks = sorted(
+            f"{c.app} {c.service}.{c.index + 1}"
+            for c in containers
+            if c.address == node["address"] and c.running
+        )
+        found.append({**node, "tasks": tasks})
+    return found

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
@@ -128,6 +130,12 @@ def app_logs(
     """The containers' output as text lines, ``service.N | line``; ``follow`` streams on."""
     lines = releases.logs(platform, user, handle, tail=tail, follow=follow)
     return StreamingResponse((line + "\n" for line in lines), media_type="text/plain")
+
+
+@router.get("/nodes")
+def list_nodes(platform: PlatformDep, user: CurrentUser) -> list[dict[str, Any]]:
+    """The hosts apps run on, with the tasks of your apps on each."""
+    return releases.nodes(platform, user)
 
 
 @router.post("/apps/{handle}/restart", status_code=202)
