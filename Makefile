@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run lint test unit bench clean
+.PHONY: install run lint test test-swarm unit bench clean
 
 install:
 	@bash scripts/install.sh
@@ -19,7 +19,11 @@ lint: install
 
 test: install lint
 	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
-	  $(BIN)/pytest $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not swarm" $(PYTEST_ARGS)
+
+test-swarm: install
+	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
+	  $(BIN)/pytest -m swarm $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -57,6 +57,7 @@ class Server:
     port: int = field(default_factory=free_port)
     router_port: int = field(default_factory=free_port)
     router_admin_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -80,6 +81,7 @@ class Server:
         command += ["--router-admin", f"127.0.0.1:{self.router_admin_port}"]
         if self.database_url:
             command += ["--database-url", self.database_url]
+        command += self.extra_args
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}

@@ -151,10 +151,16 @@ class CaddyRouter:
                             "upstreams": [{"dial": upstream} for upstream in upstreams],
                             "load_balancing": {
                                 "selection_policy": {"policy": "round_robin"},
-                                # A container that just stopped is skipped, not reported.
+                                # A container that just stopped is skipped, not reported;
+                                # an idempotent request it dropped is sent to another.
                                 "try_duration": "5s",
-                                "try_interval": "100ms",
+                                "try_interval": "20ms",
+                                "retry_match": [{"method": ["GET", "HEAD", "OPTIONS"]}],
                             },
+                            # One refused connection takes an upstream out for a
+                            # moment, so a moved task (Swarm drain) stops getting
+                            # requests before the next route reload.
+                            "health_checks": {"passive": {"fail_duration": "2s", "max_fails": 1}},
                         }
                     ],
                     "terminal": True,

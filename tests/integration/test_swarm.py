@@ -1,0 +1,235 @@
+"""The Swarm runtime on a real two-node swarm built on this machine.
+
+``scripts/swarm.sh`` makes a second Docker host in a network namespace (a
+veth pair, 10.203.0.1 <-> 10.203.0.2) joined to a swarm whose manager is an
+engine of its own; the test registry is reachable from both at
+10.203.0.1:5000. Traffic stays on loopback and that veth pair.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.integration.gitpush import WEB_DOCKERFILE, WorkingCopy
+from tests.integration.registry import Registry
+from tests.integration.servers import Server
+from tests.integration.test_deploys import credentials, request_loop, served, show
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Not yet in `make test` (see `make test-swarm`): with one Swarm service per
+# container, the scheduler does not always spread an app's containers over
+# the nodes, and a route reload can cut a request Caddy was retrying.
+pytestmark = pytest.mark.swarm
+
+
+@pytest.fixture(scope="module")
+def swarm(registry: Registry) -> Iterator[dict[str, str]]:
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "swarm.sh")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    settings = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    yield settings
+    client = docker.DockerClient(base_url=settings["DOCKYARD_SWARM_MANAGER"], version="auto")
+    try:
+        for service in client.services.list(filters={"label": "dockyard.app"}):
+            service.remove()
+        for node in client.nodes.list():
+            if node.attrs["Spec"]["Availability"] != "active":
+                node.update({**node.attrs["Spec"], "Availability": "active"})
+    finally:
+        client.close()
+
+
+def swarm_server(swarm: dict[str, str], registry: Registry, tmp_path: Path, *extra: str) -> Server:
+    server = Server(
+        data_dir=tmp_path / "swarm-data",
+        database_url=None,
+        env={
+            "DOCKER_HOST": swarm["DOCKYARD_SWARM_MANAGER"],
+            "DOCKYARD_IMAGE_REGISTRY_PASSWORD": registry.password,
+            "DOCKYARD_RECONCILE_SECONDS": "1",
+        },
+        extra_args=["--runtime", "swarm", *extra],
+    )
+    return server.start()
+
+
+@pytest.fixture
+def on_swarm(swarm: dict[str, str], registry: Registry, tmp_path: Path) -> Iterator[Server]:
+    server = swarm_server(
+        swarm,
+        registry,
+        tmp_path,
+        "--image-registry",
+        f"{swarm['DOCKYARD_SWARM_REGISTRY']}/dockyard-builds",
+        "--image-registry-username",
+        registry.user,
+    )
+    yield server
+    server.stop()
+
+
+def image(swarm: dict[str, str], name: str) -> str:
+    return f"{swarm['DOCKYARD_SWARM_REGISTRY']}/dockyard-test/{name}"
+
+
+def addresses(server: Server, app: str) -> list[str]:
+    return sorted(c["address"] for c in show(server, app)["containers"] if c["state"] == "running")
+
+
+def test_direct_deploy_scaled_over_both_nodes(
+    on_swarm: Server, swarm: dict[str, str], registry: Registry
+) -> None:
+    server, app = on_swarm, "web-" + uuid.uuid4().hex[:6]
+    assert server.cli("apps:create", app).code == 0
+    first = server.run(
+        "deploy", "--app", app, "--docker-image", image(swarm, "web:v1"), *credentials(registry)
+    )
+    assert first.code == 0, first.text
+    assert served(server, app) == "hello-v1"
+    assert show(server, app)["release"]["image"].startswith(image(swarm, "web@sha256:"))
+
+    scaled = server.run("apps:scale", "--app", app, "cmd", "--container-count", "2")
+    assert scaled.code == 0, scaled.text
+    nodes = swarm["DOCKYARD_SWARM_NODE_ADDRESSES"].split(",")
+    assert addresses(server, app) == sorted(nodes)  # one task on each node
+    seen = set()
+    for _ in range(20):
+        response = server.get(app, "/cgi-bin/env")
+        assert response.status_code == 200
+        seen |= {line for line in response.text.splitlines() if line.startswith("PORT=")}
+    assert len(seen) == 2  # the router balances over both nodes
+
+    listed = json.loads(server.cli("nodes", "-o", "json").out)
+    assert sorted(n["address"] for n in listed) == sorted(nodes)
+    for node in listed:
+        assert node["state"] == "ready"
+        assert [t for t in node["tasks"] if t.startswith(app)] != []
+
+    # No registry credential in any service's environment.
+    client = docker.DockerClient(base_url=swarm["DOCKYARD_SWARM_MANAGER"], version="auto")
+    try:
+        for service in client.services.list(filters={"label": f"dockyard.app={app}"}):
+            assert registry.password not in json.dumps(service.attrs)
+            assert service.attrs["Spec"]["Labels"]["dockyard.release"].isdigit()
+    finally:
+        client.close()
+
+    # config:set restarts the app on the swarm, without a failed request.
+    with request_loop(server, app) as outcomes:
+        assert server.cli("config:set", "--app", app, "GREETING=swarm").code == 0
+    assert set(outcomes) == {"200 hello-v1"}, outcomes
+    assert "GREETING=swarm" in server.get(app, "/cgi-bin/env").text
+
+    assert server.cli("apps:deprovision", "--app", app).code == 0
+    assert server.get(app).status_code == 404
+
+
+def test_rotated_password_fails_clearly_and_fresh_one_works(
+    on_swarm: Server, swarm: dict[str, str], registry: Registry
+) -> None:
+    server, app = on_swarm, "rot-" + uuid.uuid4().hex[:6]
+    assert server.cli("apps:create", app).code == 0
+    with registry.temporary_user() as (user, password):
+        first = server.run(
+            "deploy",
+            "--app",
+            app,
+            "--docker-image",
+            image(swarm, "web:v1"),
+            *credentials(registry, user, password),
+        )
+        assert first.code == 0, first.text
+        registry.set_password(user, password + "-new")
+        expired = server.run("deploy", "--app", app, "--docker-image", image(swarm, "web:v2"))
+        assert expired.code == 7
+        assert f"the registry {swarm['DOCKYARD_SWARM_REGISTRY']} rejected the credentials" in (
+            expired.err
+        )
+        assert served(server, app) == "hello-v1"
+        fresh = server.run(
+            "deploy",
+            "--app",
+            app,
+            "--docker-image",
+            image(swarm, "web:v2"),
+            *credentials(registry, user, password + "-new"),
+        )
+        assert fresh.code == 0, fresh.text
+        assert served(server, app) == "hello-v2"
+
+
+def test_draining_a_node_moves_its_task_without_failed_requests(
+    on_swarm: Server, swarm: dict[str, str], registry: Registry
+) -> None:
+    server, app = on_swarm, "drain-" + uuid.uuid4().hex[:6]
+    assert server.cli("apps:create", app).code == 0
+    deployed = server.run(
+        "deploy", "--app", app, "--docker-image", image(swarm, "web:v1"), *credentials(registry)
+    )
+    assert deployed.code == 0, deployed.text
+    assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
+    client = docker.DockerClient(base_url=swarm["DOCKYARD_SWARM_MANAGER"], version="auto")
+    try:
+        (node2,) = [n for n in client.nodes.list() if n.attrs["Status"]["Addr"].endswith(".2")]
+        with request_loop(server, app) as outcomes:
+            node2.update({**node2.attrs["Spec"], "Availability": "drain"})
+            deadline = time.monotonic() + 60
+            while addresses(server, app) != [swarm["DOCKYARD_SWARM_REGISTRY"].split(":")[0]] * 2:
+                assert time.monotonic() < deadline, show(server, app)["containers"]
+                time.sleep(0.5)
+            time.sleep(2)  # the router follows the move
+        assert set(outcomes) == {"200 hello-v1"}, outcomes
+    finally:
+        node2.reload()
+        node2.update({**node2.attrs["Spec"], "Availability": "active"})
+        client.close()
+
+
+def test_git_push_reaches_every_node_through_the_image_registry(
+    on_swarm: Server, swarm: dict[str, str], registry: Registry, tmp_path: Path
+) -> None:
+    server, app = on_swarm, "git-" + uuid.uuid4().hex[:6]
+    assert server.cli("apps:create", app).code == 0
+    config = [
+        f"DOCKYARD_PRIVATE_REGISTRY_USERNAME={registry.user}",
+        f"DOCKYARD_PRIVATE_REGISTRY_PASSWORD={registry.password}",
+    ]
+    assert server.cli("config:set", "--app", app, *config).code == 0
+    base = f"{swarm['DOCKYARD_SWARM_REGISTRY']}/dockyard-test/busybox:latest"
+    remote = f"http://x:{server.token}@127.0.0.1:{server.port}/git/{app}.git"
+    repo = WorkingCopy(tmp_path / "work", remote)
+    repo.commit({"Dockerfile": WEB_DOCKERFILE.format(base=base, content="swarm build")})
+    pushed = repo.push("main")
+    assert pushed.code == 0, pushed.output
+    assert "Pushing 10.203.0.1:5000/dockyard-builds/build:" in pushed.output
+    assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
+    assert len(set(addresses(server, app))) == 2
+    assert served(server, app) == "swarm build"
+
+
+def test_git_push_without_image_registry_says_to_set_it(
+    swarm: dict[str, str], registry: Registry, tmp_path: Path
+) -> None:
+    server = swarm_server(swarm, registry, tmp_path)
+    try:
+        app = "noreg-" + uuid.uuid4().hex[:6]
+        assert server.cli("apps:create", app).code == 0
+        remote = f"http://x:{server.token}@127.0.0.1:{server.port}/git/{app}.git"
+        repo = WorkingCopy(tmp_path / "work", remote)
+        repo.commit({"Dockerfile": "FROM scratch\n"})
+        pushed = repo.push("main")
+        assert pushed.code != 0
+        assert "start the server with --image-registry HOST/PREFIX" in pushed.output
+    finally:
+        server.stop()
