@@ -18,6 +18,7 @@ STATUS = {
     errors.CredentialsRejected: 502,
     errors.ImageNotFound: 502,
     errors.RegistryUnreachable: 502,
+    errors.EngineUnreachable: 503,
 }
 
 
