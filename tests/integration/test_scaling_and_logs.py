@@ -42,6 +42,10 @@ def test_scale_up_and_down_without_dropping_requests(
     assert server.cli("restart", "--app", app).code == 0
     assert len(show(server, app)["containers"]) == 2
     assert len(ports_seen(server, app)) == 2
+    printed = server.cli("logs", "--app", app, "--no-follow", "--tail", "5")
+    assert printed.code == 0, printed.text
+    prefixes = {line.split(" | ")[0] for line in printed.out.splitlines()}
+    assert prefixes == {"cmd.1", "cmd.2"}
 
 
 def test_bad_scale_requests_change_nothing(server: Server, registry: Registry, app: str) -> None:

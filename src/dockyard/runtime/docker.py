@@ -174,14 +174,7 @@ class DockerRuntime:
             network_mode="host",
             init=True,  # forwards SIGTERM, so a stop takes no full grace period
             environment={**spec.environment, "PORT": str(spec.port)},
-            labels={
-                LABEL_INSTALLATION: self.installation,
-                LABEL_APP: spec.app,
-                LABEL_RELEASE: str(spec.release),
-                LABEL_SERVICE: spec.service,
-                LABEL_INDEX: str(spec.index),
-                LABEL_PORT: str(spec.port),
-            },
+            labels=self.labels(spec),
             restart_policy={"Name": "always"},
             log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
         )
@@ -206,10 +199,25 @@ class DockerRuntime:
         except NotFound:
             pass
 
+    def label_filter(self, app: str | None = None) -> list[str]:
+        """Select this installation's objects, of one app or of every app."""
+        return [
+            f"{LABEL_INSTALLATION}={self.installation}",
+            f"{LABEL_APP}={app}" if app else LABEL_APP,
+        ]
+
+    def labels(self, spec: ContainerSpec) -> dict[str, str]:
+        return {
+            LABEL_INSTALLATION: self.installation,
+            LABEL_APP: spec.app,
+            LABEL_RELEASE: str(spec.release),
+            LABEL_SERVICE: spec.service,
+            LABEL_INDEX: str(spec.index),
+            LABEL_PORT: str(spec.port),
+        }
+
     def containers(self, app: str | None = None) -> list[Container]:
-        labels = [f"{LABEL_INSTALLATION}={self.installation}"]
-        labels.append(f"{LABEL_APP}={app}" if app else LABEL_APP)
-        found = self._client.containers.list(all=True, filters={"label": labels})
+        found = self._client.containers.list(all=True, filters={"label": self.label_filter(app)})
         return [self._container(c) for c in found]
 
     def inspect(self, container_id: str) -> Container | None:
@@ -227,9 +235,10 @@ class DockerRuntime:
 
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
         """The app's containers' output, each line prefixed by ``service.N |``."""
-        labels = [f"{LABEL_INSTALLATION}={self.installation}", f"{LABEL_APP}={app}"]
+        listed = self._client.containers.list(filters={"label": self.label_filter(app)})
         found = sorted(
-            (self._container(c), c) for c in self._client.containers.list(filters={"label": labels})
+            ((self._container(c), c) for c in listed),
+            key=lambda pair: (pair[0].service, pair[0].index),
         )
         lines: queue.Queue[str | None] = queue.Queue(maxsize=1000)
         streams: list[Any] = []

@@ -32,7 +32,6 @@ from dockyard.domain.images import ImageReference
 from dockyard.runtime.docker import (
     LABEL_APP,
     LABEL_INDEX,
-    LABEL_INSTALLATION,
     LABEL_PORT,
     LABEL_RELEASE,
     LABEL_SERVICE,
@@ -69,14 +68,7 @@ class SwarmRuntime(DockerRuntime):
             credentials = self._registry_credentials
         auth = {credentials.host: credentials} if credentials else {}
         api = self.api_with(auth)
-        labels = {
-            LABEL_INSTALLATION: self.installation,
-            LABEL_APP: spec.app,
-            LABEL_RELEASE: str(spec.release),
-            LABEL_SERVICE: spec.service,
-            LABEL_INDEX: str(spec.index),
-            LABEL_PORT: str(spec.port),
-        }
+        labels = self.labels(spec)
         environment = {**spec.environment, "PORT": str(spec.port)}
         template = TaskTemplate(
             container_spec=SwarmContainerSpec(
@@ -134,9 +126,7 @@ class SwarmRuntime(DockerRuntime):
             time.sleep(0.2)
 
     def containers(self, app: str | None = None) -> list[Container]:
-        labels = [f"{LABEL_INSTALLATION}={self.installation}"]
-        labels.append(f"{LABEL_APP}={app}" if app else LABEL_APP)
-        services = self._client.api.services(filters={"label": labels})
+        services = self._client.api.services(filters={"label": self.label_filter(app)})
         return [self._service(s) for s in services]
 
     def inspect(self, container_id: str) -> Container | None:
