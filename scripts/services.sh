@@ -151,8 +151,9 @@ start_docker() {
       sleep 0.2
     done
     log "Docker engine pid $(cat "$DOCKERD_PID") does not answer; restarting it"
-    stop_docker
   fi
+  # Whatever an engine killed earlier left (pidfile, shims, mounts) goes first.
+  stop_docker
   command -v dockerd >/dev/null || die "dockerd is missing (Debian package docker.io): run make install"
   mkdir -p "$DOCKER_DATA" "$DOCKER_EXEC" "$LOGS"
   # Our own (empty) daemon.json, so /etc/docker/daemon.json cannot interfere.
@@ -198,7 +199,8 @@ stop_docker() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   awk -v a="$DOCKER_DATA/" -v b="$DOCKER_EXEC/" \
-    'index($5, a) == 1 || index($5, b) == 1 { print $5 }' /proc/self/mountinfo |
+    'index($5, a) == 1 || index($5, b) == 1 || $5 == substr(a, 1, length(a) - 1) { print $5 }' \
+    /proc/self/mountinfo |
     sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
   rm -f "$DOCKERD_PID" "$DOCKER_SOCK"
 }
