@@ -71,7 +71,7 @@ from typing import Any
 
 import docker
 import httpx
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import BuildError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +83,7 @@ BIG_LAYERS = 5
 POLL_SECONDS = 0.01  # how often a client asks for the page it waits for
 OPERATION_TIMEOUT = 600.0  # any single deploy, command or wait
 MIN_ROUNDS = 5
+MAX_EXTRA_ROUNDS = 4  # rounds run beyond --rounds to replace disturbed ones
 BENCH_LABEL = "dockyard-bench.run"
 # What Dockyard looks for in an image before running it (dockyard.domain.releases).
 PROCFILE_PATHS = ("/.dockyard/Procfile", "/.aptible/Procfile")
@@ -129,6 +130,44 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 def parse_time(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (all its threads); 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def dockerd_pid(docker_host: str) -> int | None:
+    """The engine's pid, from the pidfile scripts/services.sh keeps beside its socket."""
+    with contextlib.suppress(OSError, ValueError):
+        pidfile = Path(docker_host.removeprefix("unix://")).parent / "dockerd.pid"
+        return int(pidfile.read_text().strip())
+    return None
+
+
+class CpuMeter:
+    """CPU seconds the Dockyard server and the Docker engine spend during a block."""
+
+    def __init__(self, server_pid: int | None, engine_pid: int | None) -> None:
+        self.pids = {"server": server_pid, "dockerd": engine_pid}
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for name, pid in self.pids.items():
+            self.used[name] = cpu_seconds(pid) - self._start[name]
 
 
 # --- the services: engine and registry from scripts/services.sh --------------------------
@@ -257,10 +296,23 @@ class ImageFactory:
             info.size = len(dockerfile)
             archive.addfile(info, io.BytesIO(dockerfile))
         try:
-            with context_path.open("rb") as context:
-                self.client.images.build(
-                    fileobj=context, custom_context=True, tag=ref, rm=True, forcerm=True
-                )
+            for attempt in (1, 2):
+                try:
+                    with context_path.open("rb") as context:
+                        self.client.images.build(
+                            fileobj=context,
+                            custom_context=True,
+                            tag=ref,
+                            rm=True,
+                            forcerm=True,
+                            nocache=True,
+                        )
+                    break
+                except BuildError as exc:
+                    # Another client of the shared engine may remove images mid-build.
+                    if attempt == 2:
+                        raise
+                    log(f"building {ref} failed ({exc.msg}); trying once more")
         finally:
             context_path.unlink(missing_ok=True)
         digest = ""
@@ -472,6 +524,9 @@ class Timed:
     first_200: float | None = None  # seconds from the start until the new page is served
     done: float | None = None  # seconds from the start until the command/sequence is over
     steps: dict[str, float] = field(default_factory=dict)
+    # Someone else removed the app's containers during the round (another test run's
+    # clean-up on the shared engine): there was no old container to drain. Not counted.
+    disturbed: bool = False
 
 
 # Markers of an operation, in order: (key, the step that ends at this marker).
@@ -533,6 +588,11 @@ class Bench:
         self.docker_cli = shutil.which("docker", path="/usr/bin") or shutil.which("docker")
         self.docker_config = server.data_dir.parent / "docker-config"
         self.disturbed = 0
+        self.engine_pid = dockerd_pid(svc.docker_host)
+
+    def cpu(self) -> CpuMeter:
+        process = self.server.process
+        return CpuMeter(process.pid if process else None, self.engine_pid)
 
     def close(self) -> None:
         self.http.close()
@@ -563,16 +623,21 @@ class Bench:
         watcher = None
         if page is not None and check is not None:
             watcher = Watcher(self.server.router_url + page, check, self.server.app_headers(app))
-        with watcher or contextlib.nullcontext():
+        with watcher or contextlib.nullcontext(), self.cpu() as cpu:
             began = time.time()
             operation, ended = self._operation(args)
         lines = self.server.cli_json("operation:logs", str(operation["id"]))
         timed = Timed(done=ended - began, steps=operation_steps(operation, lines, began, ended))
+        if not any(line["line"].startswith("Stopped ") for line in lines):
+            timed.disturbed = True
+            log(f"warning: {args[0]} of {app} found no old container to stop; not counted")
         if watcher is not None:
             if watcher.seen is None:
                 raise RuntimeError(f"the router never served the expected page for {app}")
             timed.first_200 = watcher.seen - began
             timed.steps["(router serves the new page, from CLI start)"] = timed.first_200
+        timed.steps["(CPU s of the server process during the command)"] = cpu.used["server"]
+        timed.steps["(CPU s of dockerd during the command)"] = cpu.used["dockerd"]
         return timed
 
     def ensure_running(self, app: str) -> None:
@@ -602,20 +667,20 @@ class Bench:
     def baseline_sdk(self, image: Image) -> Timed:
         """Docker SDK: pull with credentials, run with host networking and PORT, first 200."""
         port = free_port()
-        began = time.time()
-        self.client.api.pull(image.repository, tag=image.tag, auth_config=self.svc.auth)
-        pulled = time.time()
-        container = self._run(image.ref, port)
-        started = time.time()
-        seen = wait_for(self.http, f"http://{LOCALHOST}:{port}/", body_is(image.content))
+        with self.cpu() as cpu:
+            began = time.time()
+            self.client.api.pull(image.repository, tag=image.tag, auth_config=self.svc.auth)
+            pulled = time.time()
+            container = self._run(image.ref, port)
+            started = time.time()
+            seen = wait_for(self.http, f"http://{LOCALHOST}:{port}/", body_is(image.content))
         if seen is None:
             raise RuntimeError(f"the baseline container of {image.ref} never served its page")
         container.remove(force=True)
-        return Timed(
-            first_200=seen - began,
-            done=seen - began,
-            steps={"pull": pulled - began, "run": started - pulled, "first 200": seen - started},
-        )
+        steps = {"pull": pulled - began, "run": started - pulled, "first 200": seen - started}
+        steps["CPU s of dockerd"] = cpu.used["dockerd"]
+        steps["CPU s of the (idle) Dockyard server"] = cpu.used["server"]
+        return Timed(first_200=seen - began, done=seen - began, steps=steps)
 
     def docker_cli_login(self) -> None:
         if self.docker_cli is None:
@@ -683,14 +748,22 @@ class Bench:
         steps = {"run": started - began, "first 200": seen - started, "stop old": ended - seen}
         return Timed(first_200=seen - began, done=ended - began, steps=steps), new
 
-    def procfile_lookup(self, image: str, repeat: int = 5) -> float:
-        """What Dockyard's Procfile lookup costs: its calls, replayed with the SDK."""
+    def procfile_lookup(self, image: Image, repeat: int = 5) -> tuple[float, float]:
+        """What Dockyard's Procfile lookup costs: its calls, replayed with the SDK.
+
+        Returns the first lookup right after a pull of the image (the engine's first
+        container on it), then the median of ``repeat`` more.
+        """
+        self.client.api.pull(image.repository, tag=image.digest, auth_config=self.svc.auth)
         times = []
-        for _ in range(repeat):
+        for _ in range(1 + repeat):
             began = time.perf_counter()
             for path in PROCFILE_PATHS:
                 container = self.client.containers.create(
-                    image, entrypoint=["/"], network_mode="none", labels={BENCH_LABEL: self.run_id}
+                    image.pinned,
+                    entrypoint=["/"],
+                    network_mode="none",
+                    labels={BENCH_LABEL: self.run_id},
                 )
                 try:
                     stream, _ = container.get_archive(path)
@@ -700,7 +773,7 @@ class Bench:
                 finally:
                     container.remove(force=True)
             times.append(time.perf_counter() - began)
-        return median(times)
+        return times[0], median(times[1:])
 
 
 def command_seconds(command: list[str], env: dict[str, str], repeat: int) -> float:
@@ -726,6 +799,9 @@ class Series:
     def add(self, side: str, timed: Timed) -> None:
         self.sides.setdefault(side, []).append(timed)
 
+    def clean(self, side: str = "dockyard") -> list[Timed]:
+        return [t for t in self.sides.get(side, []) if not t.disturbed]
+
 
 def settle() -> None:
     """Let the disk catch up with the builds and pushes before measuring."""
@@ -740,18 +816,24 @@ class Run:
         self.factory = factory
         self.series: dict[tuple[str, str], Series] = {}
         self.started = time.monotonic()
-        self.procfile: dict[str, float] = {}
+        self.procfile: dict[str, tuple[float, float]] = {}
 
     def series_for(self, scenario: str, image: str) -> Series:
         return self.series.setdefault((scenario, image), Series(scenario, image))
 
-    def rounds(self) -> Iterator[int]:
-        """Rounds of one group: at least MIN_ROUNDS, more while the time budget lasts."""
-        for n in range(self.args.rounds):
-            if n >= min(MIN_ROUNDS, self.args.rounds) and self.over_budget():
-                log(f"time budget used up: stopping after {n} rounds")
+    def rounds(self, series: Series) -> Iterator[int]:
+        """Rounds until ``--rounds`` undisturbed ones (at least MIN_ROUNDS past the budget)."""
+        n = 0
+        while n < self.args.rounds + MAX_EXTRA_ROUNDS:
+            clean = len(series.clean())
+            if clean >= self.args.rounds:
+                return
+            if clean >= min(MIN_ROUNDS, self.args.rounds) and self.over_budget():
+                log(f"time budget used up: {series.scenario} {series.image} stops at {clean}")
                 return
             yield n
+            n += 1
+        log(f"warning: {series.scenario} {series.image}: too many disturbed rounds")
 
     def over_budget(self) -> bool:
         return time.monotonic() - self.started > self.args.budget
@@ -767,7 +849,7 @@ class Run:
         server.cli_json("deploy", "--app", app, "--docker-image", current.ref, *auth)
         sides = ["dockyard", "sdk"] + (["cli"] if bench.docker_cli else [])
         deploy = self.series_for("deploy", size)
-        for n in self.rounds():
+        for n in self.rounds(deploy):
             images = {
                 side: factory.build(size, f"r{n}-{side}", f"{bench.run_id} {size} r{n} {side}")
                 for side in sides
@@ -793,9 +875,11 @@ class Run:
                 time.sleep(0.5)
             log(f"{size} deploy round {n + 1}: " + self._summary(deploy, n))
 
-        image = bench.app_image(app)
-        self.procfile[size] = bench.procfile_lookup(image)
-        self.replacements(size, app, image)
+        probe = factory.build(size, "procfile", f"{bench.run_id} {size} procfile")
+        settle()
+        self.procfile[size] = bench.procfile_lookup(probe)
+        factory.remove(probe)
+        self.replacements(size, app, bench.app_image(app))
 
     def replacements(self, size: str, app: str, image: str) -> None:
         """(b) config:set and (c) restart, each against a raw replacement of the container."""
@@ -804,7 +888,7 @@ class Run:
         try:
             for scenario in ("config:set", "restart"):
                 series = self.series_for(scenario, size)
-                for n in self.rounds():
+                for n in self.rounds(series):
                     value = f"{scenario.replace(':', '-')}-{n}-{uuid.uuid4().hex[:8]}"
                     order = ["dockyard", "raw"] if n % 2 == 0 else ["raw", "dockyard"]
                     for side in order:
@@ -841,7 +925,7 @@ class Run:
 
 
 def _values(timed: list[Timed], what: str) -> list[float]:
-    return [v for t in timed if (v := getattr(t, what)) is not None]
+    return [v for t in timed if not t.disturbed and (v := getattr(t, what)) is not None]
 
 
 def results_table(run: Run) -> str:
@@ -879,13 +963,18 @@ def breakdown_table(run: Run) -> str:
         if (scenario, size) in run.series
     ]
     labels = [label for _, label in STEPS]
-    labels += ["total (CLI start to exit)", "(router serves the new page, from CLI start)"]
+    labels += [
+        "total (CLI start to exit)",
+        "(router serves the new page, from CLI start)",
+        "(CPU s of the server process during the command)",
+        "(CPU s of dockerd during the command)",
+    ]
     head = " | ".join(f"{scenario} {size}" for scenario, size in columns)
     rows = [f"| step (Dockyard, median s) | {head} |", "|---" + "|---:" * len(columns) + "|"]
     for label in labels:
         cells = []
         for key in columns:
-            timed = run.series[key].sides.get("dockyard", [])
+            timed = run.series[key].clean()
             values = [t.steps[label] for t in timed if label in t.steps]
             cells.append(f"{median(values):.3f}" if values else "-")
         if any(c != "-" for c in cells):
@@ -896,6 +985,8 @@ def breakdown_table(run: Run) -> str:
         ("sdk", "pull"),
         ("sdk", "run"),
         ("sdk", "first 200"),
+        ("sdk", "CPU s of dockerd"),
+        ("sdk", "CPU s of the (idle) Dockyard server"),
         ("cli", "pull"),
         ("cli", "run"),
         ("cli", "first 200"),
@@ -905,7 +996,7 @@ def breakdown_table(run: Run) -> str:
     ]:
         cells = []
         for key in columns:
-            timed = run.series[key].sides.get(side, [])
+            timed = run.series[key].clean(side)
             values = [t.steps[step] for t in timed if step in t.steps]
             cells.append(f"{median(values):.3f}" if values else "-")
         if any(c != "-" for c in cells):
@@ -915,15 +1006,20 @@ def breakdown_table(run: Run) -> str:
 
 
 def raw_rounds(run: Run) -> str:
+    """Every round's values; a star marks a disturbed round (not in the medians)."""
+
+    def show(t: Timed, value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}" + ("*" if t.disturbed else "")
+
     lines = []
     for (scenario, size), series in run.series.items():
         for side, timed in series.sides.items():
-            firsts = _values(timed, "first_200")
-            dones = _values(timed, "done")
-            text = " ".join(f"{v:.2f}" for v in firsts)
+            parts = []
+            if any(t.first_200 is not None for t in timed):
+                parts.append("first 200: " + " ".join(show(t, t.first_200) for t in timed))
             if scenario != "deploy" or side == "dockyard":
-                text += ("; done: " if firsts else "done: ") + " ".join(f"{v:.2f}" for v in dones)
-            lines.append(f"- {scenario} {size} {side}: {text}")
+                parts.append("done: " + " ".join(show(t, t.done) for t in timed))
+            lines.append(f"- {scenario} {size} {side}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -1044,7 +1140,8 @@ def main() -> int:
             client.close()
     assert run is not None
     elapsed = (datetime.now(UTC) - started).total_seconds()
-    rounds = {k: len(v.sides.get("dockyard", [])) for k, v in run.series.items()}
+    rounds = {k: len(v.clean()) for k, v in run.series.items()}
+    disturbed = sum(len(v.sides.get("dockyard", [])) - len(v.clean()) for v in run.series.values())
     print(f"### Run of {started:%Y-%m-%d %H:%M} UTC\n")
     print(f"- command: `{command}` (in {Path.cwd()})")
     print(f"- machine: {machine()}; load average before {load_before}, after {load_average()}")
@@ -1052,7 +1149,7 @@ def main() -> int:
         f"- revision: {git_revision()}; whole run {elapsed:.0f} s; server start-up {startup:.2f} s"
     )
     print(
-        "- rounds (Dockyard side; baselines the same): "
+        "- undisturbed Dockyard rounds (each with its baseline rounds): "
         + ", ".join(f"{s} {i}: {n}" for (s, i), n in rounds.items())
         + "; sides alternate, the order rotating every round"
     )
@@ -1068,8 +1165,13 @@ def main() -> int:
         "to the command's exit; baseline containers run with --init like Dockyard's; while "
         "a baseline runs, the router is polled as during the Dockyard side (equal load)"
     )
-    if bench is not None and bench.disturbed:
-        print(f"- app containers removed from outside during the run: {bench.disturbed}")
+    if disturbed or (bench is not None and bench.disturbed):
+        print(
+            "- another test run's clean-up removed this run's app containers on the shared "
+            f"engine: {bench.disturbed if bench else 0} time(s) between rounds (app restarted "
+            f"before measuring), {disturbed} round(s) without an old container to drain (run "
+            "again, not in the medians; starred below)"
+        )
     print()
     print(results_table(run))
     print(
@@ -1077,8 +1179,9 @@ def main() -> int:
         + ", ".join(f"`{k}` {v:.3f} s" for k, v in cli_times.items())
     )
     print(
-        "Procfile lookup replayed with the SDK (2x create, get_archive, remove; median of 5): "
-        + ", ".join(f"{size} {v:.3f} s" for size, v in run.procfile.items())
+        "\nProcfile lookup replayed with the SDK (2x create, get_archive, remove) on a freshly "
+        "pulled image, first time / then (median of 5): "
+        + ", ".join(f"{size} {a:.3f} / {b:.3f} s" for size, (a, b) in run.procfile.items())
     )
     print("\nWhere the time goes (steps end at the named event; medians of each step):\n")
     print(breakdown_table(run))
