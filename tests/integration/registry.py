@@ -24,7 +24,9 @@ ARG CONTENT
 RUN mkdir -p /www/cgi-bin && echo "$CONTENT" > /www/index.html && \\
     echo ok > /www/healthcheck && \\
     printf '#!/bin/sh\\necho "Content-Type: text/plain"\\necho\\nenv\\n' > /www/cgi-bin/env && \\
-    chmod +x /www/cgi-bin/env
+    printf '#!/bin/sh\\nsleep 2\\necho "Content-Type: text/plain"\\necho\\necho slow\\n' \\
+      > /www/cgi-bin/slow && \\
+    chmod +x /www/cgi-bin/env /www/cgi-bin/slow
 CMD ["sh", "-c", "echo starting on $PORT; exec httpd -f -p $PORT -h /www"]
 """
 

@@ -445,3 +445,25 @@ def test_reconciliation_restarts_a_removed_container(
     finally:
         client.close()
     assert "restarted missing" in server.log()
+
+
+def test_a_request_in_flight_during_the_switch_completes(
+    server: Server, registry: Registry, app: str
+) -> None:
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    answers: list[httpx.Response | Exception] = []
+
+    def slow_request() -> None:
+        try:
+            answers.append(server.get(app, "/cgi-bin/slow"))
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.5)  # the request is in the old container, which takes 2 s to answer
+    assert server.cli("restart", "--app", app).code == 0
+    thread.join()
+    (answer,) = answers
+    assert isinstance(answer, httpx.Response), answer
+    assert (answer.status_code, answer.text.strip()) == (200, "slow")

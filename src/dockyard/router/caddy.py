@@ -46,6 +46,10 @@ class CaddyRouter:
         self.data_dir = data_dir
         self.binary = binary
         self._routes: dict[str, list[str]] = {}
+        # Upstreams an app just stopped routing to, kept in the configuration
+        # (behind a host no request carries) so that Caddy keeps counting the
+        # requests still in flight to them until they are drained.
+        self._draining: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._http = httpx.Client(base_url=f"http://{admin}", timeout=10)
@@ -119,13 +123,52 @@ class CaddyRouter:
 
     def route(self, app: str, upstreams: list[str]) -> None:
         with self._lock:
+            self._retire(app, set(self._routes.get(app, [])) - set(upstreams))
             self._routes[app] = sorted(upstreams)
             self._load()
 
     def unroute(self, app: str) -> None:
         with self._lock:
-            if self._routes.pop(app, None) is not None:
+            previous = self._routes.pop(app, None)
+            if previous is not None:
+                self._retire(app, set(previous))
                 self._load()
+
+    def _retire(self, app: str, upstreams: set[str]) -> None:
+        if upstreams:
+            self._draining.setdefault(app, set()).update(upstreams)
+
+    def drain(self, upstreams: list[str], timeout: float) -> bool:
+        """Wait until no request is in flight to ``upstreams``; False on timeout.
+
+        Caddy counts the requests each upstream is serving, across configs: a
+        request that went out before a switch is still counted after it.
+        """
+        deadline = time.monotonic() + timeout
+        time.sleep(0.05)  # a request accepted just before the switch picks its upstream
+        while True:
+            try:
+                counts = {
+                    u["address"]: int(u.get("num_requests", 0))
+                    for u in self._http.get("/reverse_proxy/upstreams").json()
+                }
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return False
+            if not any(counts.get(upstream, 0) for upstream in upstreams):
+                self._forget(upstreams)
+                return True
+            if time.monotonic() > deadline:
+                self._forget(upstreams)
+                return False
+            time.sleep(0.05)
+
+    def _forget(self, upstreams: list[str]) -> None:
+        """Drained: they leave the configuration at its next load."""
+        with self._lock:
+            for app in list(self._draining):
+                self._draining[app] -= set(upstreams)
+                if not self._draining[app]:
+                    del self._draining[app]
 
     def routes(self) -> dict[str, list[str]]:
         with self._lock:
@@ -161,6 +204,19 @@ class CaddyRouter:
                             # moment, so a moved task (Swarm drain) stops getting
                             # requests before the next route reload.
                             "health_checks": {"passive": {"fail_duration": "2s", "max_fails": 1}},
+                        }
+                    ],
+                    "terminal": True,
+                }
+            )
+        for app, retired in sorted(self._draining.items()):
+            routes.append(
+                {
+                    "match": [{"host": [f"{app}.draining.invalid"]}],
+                    "handle": [
+                        {
+                            "handler": "reverse_proxy",
+                            "upstreams": [{"dial": upstream} for upstream in sorted(retired)],
                         }
                     ],
                     "terminal": True,

@@ -39,7 +39,8 @@ from dockyard.services.configuration import change_from_payload
 from dockyard.services.context import Platform
 from dockyard.services.running import OperationRun
 
-DRAIN_SECONDS = 1.0
+# How long requests already sent to containers being replaced may take.
+DRAIN_TIMEOUT = 30.0
 PROBE_INTERVAL = 0.1
 LOG_LINES_ON_FAILURE = 20
 MAX_CONTAINERS = 32
@@ -318,10 +319,15 @@ def roll_out(
         platform.router().route(app.handle, routed)
         run.log(f"Router: {platform.url(app.handle)} now goes to release {release.id}")
     if old:
-        time.sleep(DRAIN_SECONDS)  # let requests already sent to the old ones finish
+        _drain(run, [c.upstream for c in old])
         for container in old:
             runtime.remove(container.id)
         run.log(f"Stopped {len(old)} container(s) of the previous release")
+
+
+def _drain(run: OperationRun, upstreams: list[str]) -> None:
+    if not run.platform.router().drain(upstreams, DRAIN_TIMEOUT):
+        run.log(f"Requests to the old containers still ran after {DRAIN_TIMEOUT:.0f} s")
 
 
 def _check_health(
@@ -429,7 +435,8 @@ def scale(run: OperationRun) -> str:
         run.log(f"Router: {len(serving)} container(s) behind {platform.url(app.handle)}")
     extra = containers[count:]
     if extra:
-        time.sleep(DRAIN_SECONDS if service.routed else 0)
+        if service.routed:
+            _drain(run, [c.upstream for c in extra])
         for container in extra:
             runtime.remove(container.id)
         run.log(f"Stopped {len(extra)} container(s)")
