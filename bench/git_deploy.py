@@ -186,7 +186,7 @@ def main() -> int:
         f"| push one-line change -> new page served | {d_first:.2f} | {b_first:.2f} "
         f"| {d_first / b_first:.2f}x | {d_first - b_first:+.2f} |"
     )
-    print(f"| push returns (1 s drain, old container stopped) | {d_done:.2f} | | | |")
+    print(f"| push returns (old container drained and stopped) | {d_done:.2f} | | | |")
     return 0
 
 

@@ -78,8 +78,8 @@ class Runtime(Protocol):
 
     def prune_tags(self, repository: str, keep: set[str]) -> list[str]: ...
 
-    def read_file(self, image: str, path: str) -> str | None:
-        """A text file from the image, or ``None`` when it has none."""
+    def read_first(self, image: str, paths: tuple[str, ...]) -> tuple[str, str] | None:
+        """The first of ``paths`` that is a file in the image, with its text."""
         ...
 
     def free_port(self) -> int:

@@ -126,21 +126,23 @@ class DockerRuntime:
         except (APIError, DockerException) as exc:
             raise registry_error(exc, image, credentials) from None
 
-    def read_file(self, image: str, path: str) -> str | None:
+    def read_first(self, image: str, paths: tuple[str, ...]) -> tuple[str, str] | None:
+        """The first of ``paths`` that is a file in the image, with its text."""
         container = self._client.containers.create(image, entrypoint=["/"], network_mode="none")
         try:
-            stream, _ = container.get_archive(path)
-            data = io.BytesIO(b"".join(stream))
-        except NotFound:
+            for path in paths:
+                try:
+                    stream, _ = container.get_archive(path)
+                except NotFound:
+                    continue
+                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                    member = archive.next()
+                    extracted = archive.extractfile(member) if member and member.isfile() else None
+                    if extracted is not None:
+                        return path, extracted.read().decode("utf-8", "replace")
             return None
         finally:
             container.remove(force=True)
-        with tarfile.open(fileobj=data) as archive:
-            member = archive.next()
-            if member is None or not member.isfile():
-                return None
-            extracted = archive.extractfile(member)
-            return extracted.read().decode("utf-8", "replace") if extracted else None
 
     def api_with(
         self, credentials: Mapping[str, RegistryCredentials], timeout: float = 60
@@ -305,7 +307,6 @@ class DockerRuntime:
                     # Always ask the registry: a base image another app pulled
                     # must not serve a build that lacks the credentials for it.
                     pull=True,
-                    labels={LABEL_INSTALLATION: self.installation},
                 ):
                     if "error" in event:
                         raise _build_error(str(event["error"]), from_images, credentials)

@@ -239,16 +239,14 @@ def restart_with(run: OperationRun, values: dict[str, str] | None) -> Release | 
 
 
 def _image_services(run: OperationRun, image: str) -> list[Service]:
-    runtime = run.platform.runtime()
-    for path in PROCFILE_PATHS:
-        text = runtime.read_file(image, path)
-        if text is not None:
-            services = parse_procfile(text)
-            names = ", ".join(s.name for s in services)
-            run.log(f"Services from {path}: {names}")
-            return services
-    run.log("No Procfile in the image: one service, cmd, runs the image's CMD")
-    return default_services()
+    found = run.platform.runtime().read_first(image, PROCFILE_PATHS)
+    if found is None:
+        run.log("No Procfile in the image: one service, cmd, runs the image's CMD")
+        return default_services()
+    path, text = found
+    services = parse_procfile(text)
+    run.log(f"Services from {path}: {', '.join(s.name for s in services)}")
+    return services
 
 
 def release_credentials(
