@@ -94,8 +94,9 @@ class Store:
         )
         self._reader = sessionmaker(self._reader_engine, expire_on_commit=False)
         self._writer = sessionmaker(self._writer_engine, expire_on_commit=False)
-        # Bumped after every write of this process. With SQLite this process
-        # is the only writer, so an unchanged generation means unchanged data.
+        # Bumped after every write of this process that may change what
+        # GET /apps shows. With SQLite this process is the only writer, so an
+        # unchanged generation means an unchanged app list.
         self.generation = 0
 
     @property
@@ -115,12 +116,13 @@ class Store:
             yield session
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, *, changes_apps: bool = True) -> Iterator[Session]:
         try:
             with self._writer() as session, session.begin():
                 yield session
         finally:
-            self.generation += 1
+            if changes_apps:
+                self.generation += 1
 
     def installation_id(self) -> str:
         """This installation's id, made at first start and shared by its processes."""
@@ -142,7 +144,7 @@ class Store:
 
     def create_user(self, name: str, *, is_admin: bool, token_hash: str) -> records.User:
         try:
-            with self._write() as s:
+            with self._write(changes_apps=False) as s:
                 if s.scalar(select(models.User.id).where(models.User.name == name)):
                     raise UserExists(name)
                 user = models.User(name=name, is_admin=is_admin, created_at=now())
@@ -356,7 +358,7 @@ class Store:
         payload: dict[str, Any],
         user: records.User,
     ) -> records.Operation:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             row = models.Operation(
                 app_id=app.id,
                 app_handle=app.handle,
@@ -418,7 +420,7 @@ class Store:
             return (self._operation(row) if row else None), logs
 
     def append_log(self, operation_id: int, line: str) -> None:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             s.add(models.OperationLog(operation_id=operation_id, line=line, at=now()))
 
     def claim_next(self, worker_id: str) -> records.Operation | None:
@@ -430,7 +432,7 @@ class Store:
         LOCKED`` lets each pass over rows another is claiming, and the
         conditional update makes a claim count only once.
         """
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             candidates = s.scalars(_CLAIMABLE).all()
             for operation_id in candidates:
                 claimed = s.execute(
@@ -453,7 +455,7 @@ class Store:
             return None
 
     def finish(self, operation_id: int, status: OperationStatus, message: str = "") -> None:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             s.execute(
                 update(models.Operation)
                 .where(models.Operation.id == operation_id)
@@ -465,7 +467,7 @@ class Store:
 
         Returns the status the operation had; finished ones are left alone.
         """
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             row = s.get(models.Operation, operation_id, with_for_update=True)
             assert row is not None
             status = OperationStatus(row.status)
@@ -490,7 +492,7 @@ class Store:
     # workers and recovery
 
     def register_worker(self, worker_id: str) -> None:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             s.add(
                 models.Worker(
                     id=worker_id,
@@ -502,7 +504,7 @@ class Store:
             )
 
     def heartbeat(self, worker_id: str) -> None:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             s.execute(
                 update(models.Worker)
                 .where(models.Worker.id == worker_id)
@@ -510,7 +512,7 @@ class Store:
             )
 
     def unregister_worker(self, worker_id: str) -> None:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             s.execute(delete(models.Worker).where(models.Worker.id == worker_id))
 
     def fail_interrupted(
@@ -529,7 +531,7 @@ class Store:
         process on this host has exited.
         """
         cutoff = now() - HEARTBEAT_STALE_AFTER
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             workers = {w.id: w for w in s.scalars(select(models.Worker))}
             dead = {
                 w.id
@@ -572,7 +574,7 @@ class Store:
         services: list[Service],
         operation_id: int,
     ) -> Release:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             row = models.Release(
                 app_id=app_id,
                 operation_id=operation_id,
@@ -593,7 +595,7 @@ class Store:
             return _release(row) if row else None
 
     def fail_release(self, release_id: int) -> None:
-        with self._write() as s:
+        with self._write(changes_apps=False) as s:
             s.execute(
                 update(models.Release)
                 .where(models.Release.id == release_id)
