@@ -443,3 +443,31 @@ def test_no_password_in_docker_inspect_of_builds(
     for operation in operations(server, app):
         assert registry.password not in server.cli("operation:logs", str(operation["id"])).out
     assert registry.password not in server.log()
+
+
+def test_git_commitish_with_registry_credential_flags(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    with registry.temporary_user() as (user, password):
+        repo.commit(web(registry, "flagged"))
+        assert repo.push("main:deploy-7").code == 0
+        result = server.run(
+            "deploy",
+            "--app",
+            app,
+            "--git-commitish",
+            "deploy-7",
+            "--private-registry-username",
+            user,
+            "--private-registry-password",
+            password,
+        )
+        assert result.code == 0, result.text
+        assert served(server, app) == "flagged"
+        # Kept for the FROM registry's host, not put into the app's configuration.
+        assert show(server, app)["registry_hosts"] == [registry.host]
+        assert "PRIVATE_REGISTRY" not in server.cli("config", "--app", app).out
+        assert password not in result.text
+        repo.commit(web(registry, "again"))
+        assert repo.push("main").code == 0  # the kept credentials serve the next build
+        assert served(server, app) == "again"

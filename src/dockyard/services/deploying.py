@@ -74,7 +74,17 @@ def deploy(run: OperationRun) -> str:
     given: RegistryCredentials | None = None
     git = payload.get("git")
     if git:
-        artifact = _build(run, app, git["commit"], git.get("archive"), values)
+        # Credentials given with a git deploy are for the FROM registry, by the
+        # same rule as the app's DOCKYARD_PRIVATE_REGISTRY_* (never its config).
+        flags = {}
+        if payload.get("username") and payload.get("password"):
+            flags = {
+                "DOCKYARD_PRIVATE_REGISTRY_USERNAME": str(payload["username"]),
+                "DOCKYARD_PRIVATE_REGISTRY_PASSWORD": str(payload["password"]),
+            }
+        artifact, given = _build(
+            run, app, git["commit"], git.get("archive"), {**values, **flags}, bool(flags)
+        )
     elif payload.get("image") or (current and not current.source.startswith("git:")):
         image = ImageReference.parse(str(payload.get("image") or (current and current.source)))
         given = _given_credentials(payload, image.host)
@@ -144,7 +154,9 @@ def _build(
     commit: str,
     archive: str | None,
     values: Mapping[str, str],
-) -> Artifact:
+    keep_given: bool = False,
+) -> tuple[Artifact, RegistryCredentials | None]:
+    """Build the commit; also return the credentials given with it, to keep."""
     platform = run.platform
     context = Path(archive) if archive else platform.builds_dir / f"{run.operation.id}.tar"
     try:
@@ -164,6 +176,18 @@ def _build(
             if (found := platform.store.credentials(app.id, host)) is not None
         }
         credentials = build_credentials(dockerfile, values, stored)
+        given = None
+        if keep_given:
+            username = values["DOCKYARD_PRIVATE_REGISTRY_USERNAME"]
+            password = values["DOCKYARD_PRIVATE_REGISTRY_PASSWORD"]
+            given = next(
+                (
+                    c
+                    for c in credentials.values()
+                    if (c.username, c.password) == (username, password)
+                ),
+                None,
+            )
         hosts = ", ".join(sorted(credentials)) or "none"
         run.log(f"Building commit {commit[:7]} (registry credentials for: {hosts})")
         image_id = platform.runtime().build(
@@ -182,7 +206,7 @@ def _build(
         run.log("Services from the repository's Procfile: " + ", ".join(s.name for s in services))
     else:
         services = _image_services(run, image_id)
-    return Artifact(image_id, f"git:{commit}", services)
+    return Artifact(image_id, f"git:{commit}", services), given
 
 
 def _read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
