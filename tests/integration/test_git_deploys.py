@@ -471,3 +471,39 @@ def test_git_commitish_with_registry_credential_flags(
         repo.commit(web(registry, "again"))
         assert repo.push("main").code == 0  # the kept credentials serve the next build
         assert served(server, app) == "again"
+
+
+def test_builds_are_tagged_per_release_and_pruned(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    for n in range(7):
+        repo.commit(web(registry, f"build {n}"))
+        assert repo.push("main").code == 0
+    release = show(server, app)["release"]["id"]
+    client = docker_client()
+    try:
+        tags = sorted(
+            tag for image in client.images.list(name=f"dockyard/{app}") for tag in image.tags
+        )
+    finally:
+        client.close()
+    assert f"dockyard/{app}:{release}" in tags
+    assert 1 <= len(tags) <= 6, tags  # the last five builds and the current release
+
+
+def test_build_timeout(
+    fresh_server: Callable[..., Server], registry: Registry, tmp_path: Path
+) -> None:
+    server = fresh_server(extra_args=["--build-timeout", "10"])
+    app = "slow-build"
+    assert server.cli("apps:create", app).code == 0
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo = WorkingCopy(tmp_path / "work", remote(server, app))
+    files = web(registry, "never")
+    files["Dockerfile"] += "RUN sleep 30\n"
+    repo.commit(files)
+    pushed = repo.push("main")
+    assert pushed.code != 0
+    assert "the build took longer than 10 s" in pushed.output
+    assert show(server, app)["release"] is None
