@@ -49,9 +49,10 @@ def server_factory(
         return server.start() if start else server
 
     yield make
+    installations = {server.installation() for server in started}
     for server in started:
         server.stop()
-    remove_app_containers()
+    remove_app_containers({i for i in installations if i})
 
 
 @pytest.fixture(scope="session")

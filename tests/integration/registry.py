@@ -126,13 +126,14 @@ def docker_client() -> docker.DockerClient:
     return docker.DockerClient(base_url=_need("DOCKER_HOST"), version="auto")
 
 
-def remove_app_containers() -> None:
-    """Remove every app container the test engine holds (it serves the tests only)."""
+def remove_app_containers(installations: set[str]) -> None:
+    """Remove the app containers of these installations (the servers a session ran)."""
     if not os.environ.get("DOCKER_HOST"):
         return
     client = docker_client()
     try:
         for container in client.containers.list(all=True, filters={"label": "dockyard.app"}):
-            container.remove(force=True)
+            if container.labels.get("dockyard.installation") in installations:
+                container.remove(force=True)
     finally:
         client.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -156,6 +158,21 @@ class Server:
     def http(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def installation(self) -> str | None:
+        """The installation id the server stored, which labels its containers."""
+        query = "SELECT value FROM settings WHERE key = 'installation_id'"
+        try:
+            if self.database_url is None:
+                with contextlib.closing(sqlite3.connect(self.data_dir / "dockyard.db")) as db:
+                    row = db.execute(query).fetchone()
+            else:
+                plain = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+                with psycopg.connect(plain) as conn:
+                    row = conn.execute(query).fetchone()
+        except Exception:
+            return None
+        return str(row[0]) if row else None
 
     def database_bytes(self) -> bytes:
         """Everything the database holds, as raw bytes, to search for leaks."""

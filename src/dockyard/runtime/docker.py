@@ -231,7 +231,7 @@ class DockerRuntime:
     def logs(self, container_id: str, tail: int = 20) -> str:
         try:
             output = self._client.containers.get(container_id).logs(tail=tail)
-        except NotFound:
+        except (NotFound, APIError):  # gone, or being removed
             return ""
         return bytes(output).decode("utf-8", "replace")
 
