@@ -36,14 +36,8 @@ LOGS=$STATE/log
 
 log() { echo "services: $*" >&2; }
 die() { log "$*"; exit 1; }
-# quiet CMD...: run CMD with its output kept back, shown (on stderr) only if it fails.
-quiet() {
-  local out
-  if ! out=$("$@" 2>&1); then
-    printf '%s\n' "$out" >&2
-    die "failed: $*"
-  fi
-}
+# shellcheck source=scripts/daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 # The docker CLI that comes with the engine (a newer one in /usr/local/bin
 # negotiates down too), pointed at the test engine, with a throw-away config
@@ -52,43 +46,6 @@ docker_cli() {
   local bin=/usr/bin/docker
   [ -x "$bin" ] || bin=docker
   DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_CONFIG=$STATE/docker-config "$bin" "$@"
-}
-
-# pid_matches PIDFILE TEXT: the pid in PIDFILE is alive and its command line
-# contains TEXT (so a stale pidfile whose pid was reused does not count).
-pid_matches() {
-  local pid cmdline
-  pid=$(cat "$1" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ $cmdline == *"$2"* ]]
-}
-
-# running PID: the process exists and is not a zombie (our daemons are
-# reparented to PID 1, which may reap them late).
-running() {
-  local stat
-  stat=$(cat 2>/dev/null "/proc/$1/stat") || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ]
-}
-
-# stop_pid PIDFILE TEXT SECONDS: TERM, wait, then KILL.
-stop_pid() {
-  pid_matches "$1" "$2" || { rm -f "$1"; return 0; }
-  local pid
-  pid=$(cat "$1")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $(($3 * 10))); do
-    running "$pid" || break
-    sleep 0.1
-  done
-  if running "$pid"; then
-    log "pid $pid did not stop in $3 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$1"
 }
 
 port_in_use() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
@@ -148,16 +105,35 @@ start_docker() {
         echo "DOCKER_HOST=unix://$DOCKER_SOCK"
         return
       fi
+      running "$(cat "$DOCKERD_PID")" || break # killed: a zombie not yet reaped
       sleep 0.2
     done
     log "Docker engine pid $(cat "$DOCKERD_PID") does not answer; restarting it"
   fi
-  # Whatever an engine killed earlier left (pidfile, shims, mounts) goes first.
-  stop_docker
   command -v dockerd >/dev/null || die "dockerd is missing (Debian package docker.io): run make install"
   mkdir -p "$DOCKER_DATA" "$DOCKER_EXEC" "$LOGS"
   # Our own (empty) daemon.json, so /etc/docker/daemon.json cannot interfere.
   echo '{}' >"$STATE/dockerd.json"
+  # Right after an engine was killed, its containerd may still be going away
+  # and the new one time out: clean up and try again.
+  local attempt
+  for attempt in 1 2 3; do
+    # Whatever an engine killed earlier left (pidfile, shims, mounts) goes first.
+    stop_docker
+    if launch_docker; then
+      echo "DOCKER_HOST=unix://$DOCKER_SOCK"
+      return
+    fi
+    log "Docker engine: start $attempt failed; cleaning up and trying again"
+    sleep 3
+  done
+  tail -n 30 "$LOGS/dockerd.log" >&2
+  die "dockerd does not start (log: $LOGS/dockerd.log)"
+}
+
+# launch_docker: start dockerd; true once it answers, false if it exits or
+# does not answer within 30 s.
+launch_docker() {
   log "Docker engine: starting on $DOCKER_SOCK"
   setsid dockerd \
     --config-file "$STATE/dockerd.json" \
@@ -171,18 +147,11 @@ start_docker() {
     </dev/null >"$LOGS/dockerd.log" 2>&1 9>&- &
   local pid=$!
   for _ in $(seq 1 300); do
-    docker_ping && break
-    if ! running "$pid"; then
-      tail -n 30 "$LOGS/dockerd.log" >&2
-      die "dockerd exited while starting (log: $LOGS/dockerd.log)"
-    fi
+    docker_ping && return 0
+    running "$pid" || return 1
     sleep 0.1
   done
-  docker_ping || {
-    tail -n 30 "$LOGS/dockerd.log" >&2
-    die "dockerd does not answer on $DOCKER_SOCK after 30 s (log: $LOGS/dockerd.log)"
-  }
-  echo "DOCKER_HOST=unix://$DOCKER_SOCK"
+  docker_ping
 }
 
 stop_docker() {

@@ -59,13 +59,8 @@ NODE2_HOSTNAME=$NETNS
 
 log() { echo "swarm.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
-quiet() {
-  local out
-  if ! out=$("$@" 2>&1); then
-    printf '%s\n' "$out" >&2
-    die "failed: $*"
-  fi
-}
+# shellcheck source=scripts/daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 # dk SOCK ARGS...: the engine's own docker CLI (a newer one negotiates down
 # too) on SOCK, with a throw-away config directory so ~/.docker is not used.
@@ -74,38 +69,6 @@ dk() {
   shift
   [ -x "$bin" ] || bin=docker
   DOCKER_HOST=unix://$sock DOCKER_CONFIG=$STATE/swarm-docker-config "$bin" "$@"
-}
-
-pid_matches() {
-  local pid cmdline
-  pid=$(cat "$1" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ $cmdline == *"$2"* ]]
-}
-
-running() {
-  local stat
-  stat=$(cat 2>/dev/null "/proc/$1/stat") || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ]
-}
-
-stop_pid() {
-  pid_matches "$1" "$2" || { rm -f "$1"; return 0; }
-  local pid
-  pid=$(cat "$1")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $(($3 * 10))); do
-    running "$pid" || break
-    sleep 0.1
-  done
-  if running "$pid"; then
-    log "pid $pid did not stop in $3 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$1"
 }
 
 # ------------------------------------------------ namespace and veth pair
