@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import math
 import multiprocessing
@@ -57,6 +56,8 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
+from harness import die_with_parent, launch_server, log_tail
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 LOCALHOST = "127.0.0.1"
@@ -73,17 +74,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- the load generator (runs in child processes) -----------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In a child process: get SIGTERM when the benchmark's process dies (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _child_signals() -> None:
     """A forked child: plain SIGTERM (not the parent's handler), and die with the parent."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
-    _die_with_parent()
+    die_with_parent()
 
 
 @dataclass
@@ -374,26 +369,7 @@ class Server:
             command += ["--database-url", self.database_url]
         env = {**os.environ, "DOCKYARD_ACCESS_LOG": "0"}
         env.pop("DOCKYARD_DATABASE_URL", None)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + 60
-        with httpx.Client(timeout=1, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the server exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
-                    healthy = client.get(self.url + "/healthz").status_code == 200
-                    if healthy and (self.data_dir / "admin-token").exists():
-                        return
-                time.sleep(0.05)
-        raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{self.log_tail()}")
+        self.process = launch_server(command, env, self.log_path, self.url, self.data_dir)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -406,9 +382,7 @@ class Server:
         _stop_leftovers(self.data_dir)
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
-        return ""
+        return log_tail(self.log_path)
 
     def cpu_seconds(self) -> float:
         return _cpu_seconds(self.pid)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import io
 import json
 import os
@@ -73,6 +72,8 @@ import docker
 import httpx
 from docker.errors import BuildError, ImageNotFound, NotFound
 from docker.models.containers import Container
+
+from harness import launch_server, log_tail
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
@@ -112,12 +113,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOCALHOST, 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In a child process: get SIGTERM if this benchmark dies (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -447,26 +442,8 @@ class Server:
         env = clean_environment()
         env.pop("DOCKYARD_DATABASE_URL", None)
         began = time.monotonic()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + 60
-        with httpx.Client(timeout=1, trust_env=False) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the server exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
-                    healthy = http.get(self.url + "/healthz").status_code == 200
-                    if healthy and (self.data_dir / "admin-token").exists():
-                        return time.monotonic() - began
-                time.sleep(0.05)
-        raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{self.log_tail()}")
+        self.process = launch_server(command, env, self.log_path, self.url, self.data_dir)
+        return time.monotonic() - began
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -479,9 +456,7 @@ class Server:
             self.process.wait(5)
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-4000:]
-        return ""
+        return log_tail(self.log_path)
 
     def cli_environment(self) -> dict[str, str]:
         self.cli_home.mkdir(exist_ok=True)

@@ -1,0 +1,53 @@
+"""What the benchmarks share: starting a real ``dockyard server`` and waiting for it."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+START_TIMEOUT = 60.0
+
+
+def die_with_parent() -> None:
+    """In a child process: get SIGTERM if the benchmark dies (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def log_tail(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace")[-4000:]
+    return ""
+
+
+def launch_server(
+    command: list[str], env: dict[str, str], log_path: Path, url: str, data_dir: Path
+) -> subprocess.Popen[bytes]:
+    """Start the server; return once /healthz answers and the admin token is written."""
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=die_with_parent,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    with httpx.Client(timeout=1, trust_env=False) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{log_tail(log_path)}")
+            with contextlib.suppress(httpx.TransportError):
+                healthy = http.get(url + "/healthz").status_code == 200
+                if healthy and (data_dir / "admin-token").exists():
+                    return process
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{log_tail(log_path)}")
