@@ -35,7 +35,10 @@ def reconcile(platform: Platform) -> list[str]:
         try:
             if handle in store.busy_apps():
                 continue  # an operation of another process is
-            actions += _reconcile_app(platform, handle, live.get(handle))
+            # Read again under the lock: a deploy may have finished since the
+            # first read, and its release must not be taken for a leftover.
+            release = store.live_releases(handle).get(handle)
+            actions += _reconcile_app(platform, handle, release)
         finally:
             lock.release()
     for action in actions:

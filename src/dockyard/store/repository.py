@@ -654,15 +654,15 @@ class Store:
             )
             return [_release(r) for r in rows]
 
-    def live_releases(self) -> dict[str, Release]:
-        """Every app's current release, by app handle."""
+    def live_releases(self, handle: str | None = None) -> dict[str, Release]:
+        """Every app's current release (or one app's), by app handle."""
+        query = select(models.App.handle, models.Release).join(
+            models.Release, models.Release.id == models.App.current_release_id
+        )
+        if handle is not None:
+            query = query.where(models.App.handle == handle)
         with self._read() as s:
-            rows = s.execute(
-                select(models.App.handle, models.Release).join(
-                    models.Release, models.Release.id == models.App.current_release_id
-                )
-            )
-            return {handle: _release(release) for handle, release in rows}
+            return {found: _release(release) for found, release in s.execute(query)}
 
     def busy_apps(self) -> set[str]:
         """Handles of apps with an operation running now."""
