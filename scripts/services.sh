@@ -75,7 +75,7 @@ start_postgres() {
   fi
   read -r version name port status _ <<<"$cluster"
   if [ "$status" != online ]; then
-    pg_ctlcluster "$version" "$name" start >&2
+    pg_ctlcluster "$version" "$name" start >&2 9>&-
   fi
   for _ in $(seq 1 50); do
     pg_isready -q -h 127.0.0.1 -p "$port" && break
