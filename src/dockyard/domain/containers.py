@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,14 +22,14 @@ class RegistryCredentials:
 
 @dataclass(frozen=True)
 class ContainerSpec:
+    """What every container of one service of a release runs."""
+
     app: str
     release: int
     service: str
-    index: int
     image: str
     command: str | None
     environment: Mapping[str, str]
-    port: int
 
 
 @dataclass(frozen=True)
@@ -82,17 +82,26 @@ class Runtime(Protocol):
         """The first of ``paths`` that is a file in the image, with its text."""
         ...
 
-    def free_port(self) -> int:
-        """A port on which a new container with host networking may listen."""
-        ...
+    # Whether ``remove`` stops exactly the containers it is given. Swarm,
+    # asked to run fewer tasks of a service, chooses which ones stop itself.
+    removes_chosen: bool
 
     def start(
-        self, spec: ContainerSpec, credentials: RegistryCredentials | None = None
-    ) -> Container:
-        """Start a container; ``credentials`` let every host pull the image."""
+        self,
+        spec: ContainerSpec,
+        indexes: Sequence[int],
+        credentials: RegistryCredentials | None = None,
+    ) -> list[Container]:
+        """Start one container per index, each on a port of its own (its ``PORT``).
+
+        ``credentials`` let every host pull the image. A runtime that numbers
+        containers itself (Swarm's task slots) may number the new ones otherwise.
+        """
         ...
 
-    def remove(self, container_id: str, *, grace: float = 10.0) -> None: ...
+    def remove(self, containers: Sequence[Container], *, grace: float = 10.0) -> None:
+        """Stop and remove containers; see ``removes_chosen``."""
+        ...
 
     def containers(self, app: str | None = None) -> list[Container]: ...
 

@@ -197,7 +197,7 @@ class CaddyRouter:
                                 # A container that just stopped is skipped, not reported;
                                 # an idempotent request it dropped is sent to another.
                                 "try_duration": "5s",
-                                "try_interval": "20ms",
+                                "try_interval": "5ms",
                                 "retry_match": [{"method": ["GET", "HEAD", "OPTIONS"]}],
                             },
                             # One refused connection takes an upstream out for a

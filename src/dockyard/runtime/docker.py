@@ -8,7 +8,7 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,44 @@ def registry_error(
     return errors.RegistryUnreachable(image.host, "the engine said: " + text[:200])
 
 
+def merge_lines(producers: list[Callable[[list[Any]], Iterator[str]]]) -> Iterator[str]:
+    """Lines of several log streams as they come, one thread per stream.
+
+    Each producer appends the stream it reads to the list it is given, so
+    that the streams are closed when the reader stops.
+    """
+    lines: queue.Queue[str | None] = queue.Queue(maxsize=1000)
+    streams: list[Any] = []
+
+    def pump(producer: Callable[[list[Any]], Iterator[str]]) -> None:
+        try:
+            for line in producer(streams):
+                lines.put(line)
+        finally:
+            lines.put(None)
+
+    for producer in producers:
+        threading.Thread(target=pump, args=(producer,), daemon=True).start()
+
+    def merged() -> Iterator[str]:
+        running = len(producers)
+        try:
+            while running:
+                line = lines.get()
+                if line is None:
+                    running -= 1
+                else:
+                    yield line
+        finally:
+            for stream in streams:
+                stream.close()
+
+    return merged()
+
+
 class DockerRuntime:
+    removes_chosen = True
+
     def __init__(self, installation: str, base_url: str | None = None) -> None:
         # Several installations may share an engine: each sees only its own.
         self.installation = installation
@@ -164,19 +201,37 @@ class DockerRuntime:
         return api
 
     def start(
-        self, spec: ContainerSpec, credentials: RegistryCredentials | None = None
-    ) -> Container:
+        self,
+        spec: ContainerSpec,
+        indexes: Sequence[int],
+        credentials: RegistryCredentials | None = None,
+    ) -> list[Container]:
         # The image was pulled (with its credentials) before: the engine has it.
         command: Any = ["/bin/sh", "-c", spec.command] if spec.command else None
+        started: list[Container] = []
+        try:
+            for index in indexes:
+                started.append(self._run(spec, index, command))
+        except BaseException:
+            self.remove(started, grace=0)
+            raise
+        return started
+
+    def _run(self, spec: ContainerSpec, index: int, command: Any) -> Container:
+        port = self.free_port()
         container = self._client.containers.run(
             spec.image,
             command=command,
-            name=f"dy-{self.installation}.{spec.app}.{spec.service}.{spec.index}.r{spec.release}",
+            name=f"dy-{self.installation}.{spec.app}.{spec.service}.{index}.r{spec.release}",
             detach=True,
             network_mode="host",
             init=True,  # forwards SIGTERM, so a stop takes no full grace period
-            environment={**spec.environment, "PORT": str(spec.port)},
-            labels=self.labels(spec),
+            environment={**spec.environment, "PORT": str(port)},
+            labels={
+                **self.labels(spec),
+                LABEL_INDEX: str(index),
+                LABEL_PORT: str(port),
+            },
             restart_policy={"Name": "always"},
             log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
         )
@@ -193,13 +248,14 @@ class DockerRuntime:
                 return port
         raise RuntimeError("no free port found")
 
-    def remove(self, container_id: str, *, grace: float = 10.0) -> None:
-        try:
-            container = self._client.containers.get(container_id)
-            container.stop(timeout=int(grace))
-            container.remove(force=True)
-        except NotFound:
-            pass
+    def remove(self, containers: Sequence[Container], *, grace: float = 10.0) -> None:
+        for found in containers:
+            try:
+                container = self._client.containers.get(found.id)
+                container.stop(timeout=int(grace))
+                container.remove(force=True)
+            except NotFound:
+                pass
 
     def label_filter(self, app: str | None = None) -> list[str]:
         """Select this installation's objects, of one app or of every app."""
@@ -214,8 +270,6 @@ class DockerRuntime:
             LABEL_APP: spec.app,
             LABEL_RELEASE: str(spec.release),
             LABEL_SERVICE: spec.service,
-            LABEL_INDEX: str(spec.index),
-            LABEL_PORT: str(spec.port),
         }
 
     def containers(self, app: str | None = None) -> list[Container]:
@@ -242,40 +296,28 @@ class DockerRuntime:
             ((self._container(c), c) for c in listed),
             key=lambda pair: (pair[0].service, pair[0].index),
         )
-        lines: queue.Queue[str | None] = queue.Queue(maxsize=1000)
-        streams: list[Any] = []
 
-        def pump(prefix: str, container: DockerContainer) -> None:
-            try:
-                stream = container.logs(stream=True, follow=follow, tail=tail)
-                streams.append(stream)
-                pending = b""
-                for chunk in stream:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for line in complete:
-                        lines.put(f"{prefix} | {line.decode('utf-8', 'replace')}")
-                if pending:
-                    lines.put(f"{prefix} | {pending.decode('utf-8', 'replace')}")
-            except (APIError, NotFound):
-                pass
-            finally:
-                lines.put(None)
+        def producer(
+            prefix: str, container: DockerContainer
+        ) -> Callable[[list[Any]], Iterator[str]]:
+            def lines(keep: list[Any]) -> Iterator[str]:
+                try:
+                    stream = container.logs(stream=True, follow=follow, tail=tail)
+                    keep.append(stream)
+                    pending = b""
+                    for chunk in stream:
+                        pending += chunk
+                        *complete, pending = pending.split(b"\n")
+                        for line in complete:
+                            yield f"{prefix} | {line.decode('utf-8', 'replace')}"
+                    if pending:
+                        yield f"{prefix} | {pending.decode('utf-8', 'replace')}"
+                except (APIError, NotFound):
+                    return
 
-        for ours, container in found:
-            name = f"{ours.service}.{ours.index + 1}"
-            threading.Thread(target=pump, args=(name, container), daemon=True).start()
-        running = len(found)
-        try:
-            while running:
-                line = lines.get()
-                if line is None:
-                    running -= 1
-                else:
-                    yield line
-        finally:
-            for stream in streams:
-                stream.close()
+            return lines
+
+        return merge_lines([producer(f"{ours.service}.{ours.index + 1}", c) for ours, c in found])
 
     def build(
         self,

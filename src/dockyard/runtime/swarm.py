@@ -1,26 +1,33 @@
 """The ``swarm`` runtime: apps as Docker Swarm services spread over several hosts.
 
-Each Dockyard container (a service's Nth instance of a release) is a Swarm
-service of one task, on host networking, with a host-mode published port so
-the scheduler never puts two tasks with the same port on one node. The image
-is pinned to its digest; registry credentials travel with the service
-creation (``X-Registry-Auth``), and Swarm keeps them for re-scheduling.
+Each service of a release is one replicated Swarm service: its tasks are
+Dockyard's containers, numbered by their slot, and Swarm spreads them over
+the nodes (``spread=node.id``) and moves them off a drained or lost node.
+Tasks use the host network; each listens on a port of its own, derived from
+its slot (``PORT`` is a Swarm template), so two tasks may share a node. The
+image is pinned to its digest; registry credentials travel with the service
+creation and updates (``X-Registry-Auth``), and Swarm keeps them for
+re-scheduling, never in the environment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from docker.auth import encode_header
 from docker.errors import APIError, NotFound
 from docker.types import (
     ContainerSpec as SwarmContainerSpec,
 )
 from docker.types import (
-    EndpointSpec,
+    Placement,
+    PlacementPreference,
     RestartPolicy,
     ServiceMode,
     TaskTemplate,
@@ -31,20 +38,29 @@ from dockyard.domain.containers import Container, ContainerSpec, RegistryCredent
 from dockyard.domain.images import ImageReference
 from dockyard.runtime.docker import (
     LABEL_APP,
-    LABEL_INDEX,
     LABEL_PORT,
     LABEL_RELEASE,
     LABEL_SERVICE,
     DockerRuntime,
+    merge_lines,
 )
 
-PORTS = range(20000, 30000)
+# Slot N of a service whose port block is B listens on B*100+N: 10001-32732,
+# below Linux's ephemeral ports. Up to 32 tasks per service (MAX_CONTAINERS).
+PORT_BLOCKS = range(100, 328)
 START_TIMEOUT = 120.0
-_FINAL_TASK_STATES = {"failed", "rejected", "shutdown", "complete", "orphaned", "remove"}
+_SLOT_PORT = "{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}"
+# A task Swarm still wants to run has one of these desired states.
+_WANTED = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+_FAILED = {"failed", "rejected"}
+_DETAIL_TASK = "com.docker.swarm.task.id="
 
 
 class SwarmRuntime(DockerRuntime):
     """Runs on a swarm manager; images resolve, pull and build on the manager."""
+
+    # Asked for fewer tasks, Swarm picks which ones stop.
+    removes_chosen = False
 
     def __init__(
         self,
@@ -58,97 +74,276 @@ class SwarmRuntime(DockerRuntime):
         self.image_registry = image_registry
         self._registry_credentials = image_registry_credentials
 
-    # what differs from one engine: containers are services
+    # what differs from one engine: a release's service is a Swarm service
 
     def start(
-        self, spec: ContainerSpec, credentials: RegistryCredentials | None = None
-    ) -> Container:
-        image = spec.image
-        if credentials is None and self.image_registry and image.startswith(self.image_registry):
+        self,
+        spec: ContainerSpec,
+        indexes: Sequence[int],
+        credentials: RegistryCredentials | None = None,
+    ) -> list[Container]:
+        """Create the service, or add tasks to it; wait for the new tasks to run."""
+        if not indexes:
+            return []
+        if (
+            credentials is None
+            and self.image_registry
+            and spec.image.startswith(self.image_registry)
+        ):
             credentials = self._registry_credentials
-        auth = {credentials.host: credentials} if credentials else {}
-        api = self.api_with(auth)
-        labels = self.labels(spec)
-        environment = {**spec.environment, "PORT": str(spec.port)}
+        existing = self._find(spec)
+        if existing is None:
+            before: set[str] = set()
+            service_id = self._create(spec, len(indexes), credentials)
+        else:
+            service_id = existing["ID"]
+            before = {c.id for c in self._slots(existing)}
+            replicas = existing["Spec"]["Mode"]["Replicated"]["Replicas"]
+            self._set_replicas(service_id, replicas + len(indexes), credentials)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            new = [c for c in self._slots_of(service_id) if c.id not in before]
+            settled = [c for c in new if c.running or c.state in _FAILED]
+            if (len(settled) >= len(indexes) and len(new) >= len(indexes)) or (
+                time.monotonic() > deadline
+            ):
+                return sorted(new, key=lambda c: c.index)
+            if any(c.state in _FAILED for c in new):
+                return sorted(new, key=lambda c: c.index)
+            time.sleep(0.1)
+
+    def _create(
+        self, spec: ContainerSpec, replicas: int, credentials: RegistryCredentials | None
+    ) -> str:
+        block = self._free_block()
+        labels = {**self.labels(spec), LABEL_PORT: str(block)}
+        environment = [f"{k}={v}" for k, v in spec.environment.items()]
+        environment.append(f"PORT={block}{_SLOT_PORT}")
         template = TaskTemplate(
             container_spec=SwarmContainerSpec(
-                image,
+                spec.image,
                 command=["/bin/sh", "-c", spec.command] if spec.command else None,
-                env=[f"{k}={v}" for k, v in environment.items()],
+                env=environment,
                 labels=labels,
                 init=True,
                 stop_grace_period=10_000_000_000,
             ),
             restart_policy=RestartPolicy(condition="any", delay=1_000_000_000),
+            placement=Placement(preferences=[PlacementPreference("spread", "node.id")]),
             networks=["host"],
         )
+        api = self.api_with({credentials.host: credentials} if credentials else {})
         try:
             created = api.create_service(
                 template,
-                name=f"dy-{self.installation}-{spec.release}-{spec.service}-{spec.index}",
+                name=self._name(spec),
                 labels=labels,
-                mode=ServiceMode("replicated", replicas=1),
-                endpoint_spec=EndpointSpec(
-                    mode="dnsrr",
-                    ports={spec.port: (spec.port, "tcp", "host")},  # type: ignore[dict-item]
-                ),
+                mode=ServiceMode("replicated", replicas=replicas),
             )
         finally:
             api.close()
-        service_id = str(created["ID"])
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            found = self.inspect(service_id)
-            if found is not None and (found.running or found.state in _FINAL_TASK_STATES):
-                return found
-            time.sleep(0.2)
-        found = self.inspect(service_id)
-        assert found is not None
-        return found
+        return str(created["ID"])
 
-    def free_port(self) -> int:
-        claimed = {c.port for c in self.containers()}
-        candidates = [p for p in random.sample(PORTS, 200) if p not in claimed]
-        return candidates[0]
+    def _name(self, spec: ContainerSpec) -> str:
+        name = f"dy-{self.installation[:8]}-{spec.app}-{spec.service}-r{spec.release}"
+        if len(name) > 63:  # a DNS label
+            name = name[:50] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+        return name
 
-    def remove(self, container_id: str, *, grace: float = 10.0) -> None:
-        try:
-            self._client.api.remove_service(container_id)
-        except NotFound:
-            return
-        deadline = time.monotonic() + grace + 10
-        while time.monotonic() < deadline:  # its port is free once its task is gone
+    def _find(self, spec: ContainerSpec) -> dict[str, Any] | None:
+        for service in self._client.api.services(filters={"label": self.label_filter(spec.app)}):
+            labels = service["Spec"].get("Labels", {})
+            if labels.get(LABEL_RELEASE) == str(spec.release) and (
+                labels.get(LABEL_SERVICE) == spec.service
+            ):
+                return dict(service)
+        return None
+
+    def _free_block(self) -> int:
+        used = {
+            int(service["Spec"]["Labels"].get(LABEL_PORT, "0"))
+            for service in self._client.api.services(filters={"label": LABEL_APP})
+        }
+        return random.choice([b for b in PORT_BLOCKS if b not in used])
+
+    def _set_replicas(
+        self, service_id: str, replicas: int, credentials: RegistryCredentials | None = None
+    ) -> None:
+        """Change only the task count: running tasks stay as they are.
+
+        The spec goes back exactly as it is (the SDK's update fills in fields,
+        and a task spec that differs makes Swarm replace every task). With no
+        ``X-Registry-Auth``, Swarm keeps the credentials the spec has.
+        """
+        api = self._client.api
+        headers = {}
+        if credentials is not None:  # new tasks may land where the image is not yet
+            headers["X-Registry-Auth"] = encode_header(
+                {
+                    "username": credentials.username,
+                    "password": credentials.password,
+                    "serveraddress": credentials.host,
+                }
+            ).decode()
+        for attempt in range(5):
+            current = api.inspect_service(service_id)
+            spec = {**current["Spec"], "Mode": {"Replicated": {"Replicas": replicas}}}
+            response = api._post_json(  # type: ignore[attr-defined]
+                api._url("/services/{0}/update", service_id),  # type: ignore[attr-defined]
+                data=spec,
+                params={"version": current["Version"]["Index"]},
+                headers=headers,
+            )
             try:
-                if not self._client.api.tasks(filters={"service": container_id}):
-                    return
+                api._raise_for_status(response)  # type: ignore[attr-defined]
+                return
+            except APIError as exc:
+                if "out of sequence" not in str(exc) or attempt == 4:
+                    raise
+
+    def remove(self, containers: Sequence[Container], *, grace: float = 10.0) -> None:
+        """Remove whole services, or lower their task count (Swarm picks which stop)."""
+        chosen: dict[str, set[str]] = defaultdict(set)
+        for container in containers:
+            chosen[container.id.split("/")[0]].add(container.id)
+        removed = []
+        for service_id, ids in chosen.items():
+            try:
+                service = self._client.api.inspect_service(service_id)
+            except NotFound:
+                continue
+            remaining = [c for c in self._slots(service) if c.id not in ids]
+            if remaining:
+                self._set_replicas(service_id, len(remaining))
+                continue
+            try:
+                self._client.api.remove_service(service_id)
+                removed.append(service_id)
+            except NotFound:
+                pass
+        deadline = time.monotonic() + grace + 10
+        while removed and time.monotonic() < deadline:  # its ports are free once its tasks go
+            try:
+                removed = [s for s in removed if self._client.api.tasks(filters={"service": s})]
             except APIError:
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def containers(self, app: str | None = None) -> list[Container]:
         services = self._client.api.services(filters={"label": self.label_filter(app)})
-        return [self._service(s) for s in services]
+        return [c for s in services for c in self._slots(s)]
 
     def inspect(self, container_id: str) -> Container | None:
+        return next((c for c in self._slots_of(container_id) if c.id == container_id), None)
+
+    def _slots_of(self, container_or_service_id: str) -> list[Container]:
         try:
-            return self._service(self._client.api.inspect_service(container_id))
+            service = self._client.api.inspect_service(container_or_service_id.split("/")[0])
         except NotFound:
-            return None
+            return []
+        return self._slots(service)
+
+    def _slots(self, service: Mapping[str, Any]) -> list[Container]:
+        """One container per slot Swarm still runs: its running task, else its newest."""
+        labels = service["Spec"].get("Labels", {})
+        block = int(labels.get(LABEL_PORT, "0"))
+        by_slot: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for task in self._client.api.tasks(filters={"service": service["ID"]}):
+            by_slot[int(task.get("Slot", 0))].append(task)
+        found = []
+        for slot, tasks in sorted(by_slot.items()):
+            wanted = [t for t in tasks if t["DesiredState"] in _WANTED]
+            if not wanted:
+                continue
+            running = [t for t in wanted if t["Status"]["State"] == "running"]
+            task = (running or sorted(wanted, key=lambda t: str(t["UpdatedAt"])))[-1]
+            state = str(task["Status"]["State"])
+            if state != "running" and any(t["Status"]["State"] in _FAILED for t in tasks):
+                state = "failed"  # and Swarm is starting it again
+            node = task.get("NodeID")
+            found.append(
+                Container(
+                    id=f"{service['ID']}/{slot}",
+                    app=labels.get(LABEL_APP, ""),
+                    release=int(labels.get(LABEL_RELEASE, "0")),
+                    service=labels.get(LABEL_SERVICE, ""),
+                    index=slot - 1,
+                    port=block * 100 + slot,
+                    state=state,
+                    address=self._address(node) if node else "",
+                )
+            )
+        return found
+
+    def _address(self, node_id: str) -> str:
+        if node_id not in self._addresses:
+            self._addresses[node_id] = str(self._client.api.inspect_node(node_id)["Status"]["Addr"])
+        return self._addresses[node_id]
 
     def logs(self, container_id: str, tail: int = 20) -> str:
+        service_id, _, slot = container_id.partition("/")
+        lines = [
+            line
+            for found, line in self._service_lines(service_id, tail, follow=False, keep=[])
+            if not slot or found == int(slot)
+        ]
+        return "".join(line + "\n" for line in lines)
+
+    def _service_lines(
+        self, service_id: str, tail: int, *, follow: bool, keep: list[Any]
+    ) -> Iterator[tuple[int, str]]:
+        """The service's output as (slot, line); ``keep`` gets the stream, to close."""
         try:
-            output = self._client.api.service_logs(
-                container_id, stdout=True, stderr=True, tail=str(tail)
+            slots = {
+                t["ID"]: int(t.get("Slot", 0))
+                for t in self._client.api.tasks(filters={"service": service_id})
+            }
+            stream = self._client.api.service_logs(
+                service_id, details=True, follow=follow, stdout=True, stderr=True, tail=str(tail)
             )
-            return b"".join(output).decode("utf-8", "replace")
+            keep.append(stream)
+            pending = b""
+            for chunk in stream:
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    details, _, line = raw.decode("utf-8", "replace").partition(" ")
+                    task = next(
+                        (
+                            p[len(_DETAIL_TASK) :]
+                            for p in details.split(",")
+                            if p.startswith(_DETAIL_TASK)
+                        ),
+                        "",
+                    )
+                    if task not in slots:  # a task started after the listing
+                        slots.update(
+                            (t["ID"], int(t.get("Slot", 0)))
+                            for t in self._client.api.tasks(filters={"service": service_id})
+                        )
+                    yield slots.get(task, 0), line
         except (NotFound, APIError):
-            return ""
+            return
 
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
-        for container in sorted(self.containers(app), key=lambda c: (c.service, c.index)):
-            prefix = f"{container.service}.{container.index + 1}"
-            for line in self.logs(container.id, tail).splitlines():
-                yield f"{prefix} | {line}"
+        """The output of every task of the app, each line prefixed by ``service.N |``."""
+        services = self._client.api.services(filters={"label": self.label_filter(app)})
+
+        def producer(service: Mapping[str, Any]) -> Callable[[list[Any]], Iterator[str]]:
+            name = service["Spec"].get("Labels", {}).get(LABEL_SERVICE, "")
+
+            def lines(keep: list[Any]) -> Iterator[str]:
+                for slot, line in self._service_lines(
+                    service["ID"], tail, follow=follow, keep=keep
+                ):
+                    yield f"{name}.{slot} | {line}"
+
+            return lines
+
+        ordered = sorted(
+            services, key=lambda s: str(s["Spec"].get("Labels", {}).get(LABEL_SERVICE))
+        )
+        return merge_lines([producer(s) for s in ordered])
 
     def nodes(self) -> list[dict[str, Any]]:
         found = []
@@ -164,29 +359,6 @@ class SwarmRuntime(DockerRuntime):
                 }
             )
         return found
-
-    def _service(self, service: Mapping[str, Any]) -> Container:
-        labels = service["Spec"].get("Labels", {})
-        tasks = self._client.api.tasks(filters={"service": service["ID"]})
-        running = [t for t in tasks if t["Status"]["State"] == "running"]
-        task = running[0] if running else max(tasks, key=lambda t: t["UpdatedAt"], default=None)
-        state = task["Status"]["State"] if task else "pending"
-        address = self._address(task["NodeID"]) if task and task.get("NodeID") else ""
-        return Container(
-            id=str(service["ID"]),
-            app=labels.get(LABEL_APP, ""),
-            release=int(labels.get(LABEL_RELEASE, "0")),
-            service=labels.get(LABEL_SERVICE, ""),
-            index=int(labels.get(LABEL_INDEX, "0")),
-            port=int(labels.get(LABEL_PORT, "0")),
-            state=state,
-            address=address,
-        )
-
-    def _address(self, node_id: str) -> str:
-        if node_id not in self._addresses:
-            self._addresses[node_id] = str(self._client.api.inspect_node(node_id)["Status"]["Addr"])
-        return self._addresses[node_id]
 
     # builds reach every node through a registry
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import tarfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -235,13 +235,16 @@ def _keep_build(run: OperationRun, app: records.App, release: Release) -> None:
     runtime.prune_tags(repository, keep)
 
 
-def restart_with(run: OperationRun, values: dict[str, str] | None) -> Release | None:
+def restart_with(
+    run: OperationRun, values: dict[str, str] | None, app: records.App | None = None
+) -> Release | None:
     """Roll out the current release again, with ``values`` as its configuration.
 
-    Returns the new release, or None when the app has never been deployed.
+    ``app`` may carry a new scale. Returns the new release, or None when the
+    app has never been deployed.
     """
     platform = run.platform
-    app = run.app()
+    app = app or run.app()
     if app.current_release_id is None:
         return None
     current = platform.store.get_release(app.current_release_id)
@@ -282,27 +285,25 @@ def release_credentials(
     return platform.store.credentials(app_id, ImageReference.parse(release.image).host)
 
 
-def start_container(
+def start_containers(
     runtime: Runtime,
     handle: str,
     release: Release,
     service: Service,
-    index: int,
+    indexes: Sequence[int],
     values: Mapping[str, str],
     credentials: RegistryCredentials | None = None,
-) -> Container:
-    """Start one container of a release, on a port of its own."""
+) -> list[Container]:
+    """Start containers of a release's service, each on a port of its own."""
     spec = ContainerSpec(
         app=handle,
         release=release.id,
         service=service.name,
-        index=index,
         image=release.image,
         command=service.command,
         environment=process_environment(values),
-        port=runtime.free_port(),
     )
-    return runtime.start(spec, credentials)
+    return runtime.start(spec, indexes, credentials)
 
 
 def roll_out(
@@ -320,18 +321,13 @@ def roll_out(
     started: list[tuple[Service, Container]] = []
     try:
         for service in release.services:
-            for index in range(app.scale.get(service.name, 1)):
-                container = start_container(
-                    runtime, app.handle, release, service, index, values, credentials
-                )
-                started.append((service, container))
-                run.log(f"Started {service.name}.{index + 1} on {container.upstream}")
+            count = app.scale.get(service.name, 1)
+            _start(run, app.handle, release, service, range(count), values, credentials, started)
         run.hold()
         _check_health(run, started, health, values)
         run.check_cancelled()
     except BaseException:
-        for _, container in started:
-            runtime.remove(container.id, grace=0)
+        runtime.remove([c for _, c in started], grace=0)
         platform.store.fail_release(release.id)
         run.log(f"Removed the containers of release {release.id}; the previous release stays")
         raise
@@ -342,9 +338,27 @@ def roll_out(
         run.log(f"Router: {platform.url(app.handle)} now goes to release {release.id}")
     if old:
         _drain(run, [c.upstream for c in old])
-        for container in old:
-            runtime.remove(container.id)
+        runtime.remove(old)
         run.log(f"Stopped {len(old)} container(s) of the previous release")
+
+
+def _start(
+    run: OperationRun,
+    handle: str,
+    release: Release,
+    service: Service,
+    indexes: Sequence[int],
+    values: Mapping[str, str],
+    credentials: RegistryCredentials | None,
+    started: list[tuple[Service, Container]],
+) -> None:
+    """Start containers of a service and add them to ``started``."""
+    containers = start_containers(
+        run.platform.runtime(), handle, release, service, indexes, values, credentials
+    )
+    for container in containers:
+        started.append((service, container))
+        run.log(f"Started {service.name}.{container.index + 1} on {container.upstream}")
 
 
 def _drain(run: OperationRun, upstreams: list[str]) -> None:
@@ -426,26 +440,26 @@ def scale(run: OperationRun) -> str:
         key=lambda c: c.index,
     )
     run.log(f"Scaling {app.handle} {service.name} from {len(containers)} to {count}")
+    scaled = replace(app, scale={**app.scale, service.name: count})
+    if count < len(containers) and not runtime.removes_chosen:
+        return _scale_down_by_restart(run, scaled, service, count)
     values = platform.store.configuration(app.id, release.config_version).values
     keep = containers[:count]
     started: list[tuple[Service, Container]] = []
     try:
-        for index in range(len(containers), count):
-            container = start_container(
-                runtime,
-                app.handle,
-                release,
-                service,
-                index,
-                values,
-                release_credentials(platform, app.id, release),
-            )
-            started.append((service, container))
-            run.log(f"Started {service.name}.{index + 1} on {container.upstream}")
+        _start(
+            run,
+            app.handle,
+            release,
+            service,
+            range(len(containers), count),
+            values,
+            release_credentials(platform, app.id, release),
+            started,
+        )
         _check_health(run, started, HealthCheck.from_configuration(values), values)
     except BaseException:
-        for _, container in started:
-            runtime.remove(container.id, grace=0)
+        runtime.remove([c for _, c in started], grace=0)
         run.log("Removed the new containers; the app runs as before")
         raise
     serving = keep + [c for _, c in started]
@@ -459,11 +473,29 @@ def scale(run: OperationRun) -> str:
     if extra:
         if service.routed:
             _drain(run, [c.upstream for c in extra])
-        for container in extra:
-            runtime.remove(container.id)
+        runtime.remove(extra)
         run.log(f"Stopped {len(extra)} container(s)")
-    platform.store.set_scale(app.id, {**app.scale, service.name: count})
+    platform.store.set_scale(app.id, dict(scaled.scale))
     return f"{service.name} runs {count} container(s)"
+
+
+def _scale_down_by_restart(
+    run: OperationRun, scaled: records.App, service: Service, count: int
+) -> str:
+    """Fewer containers on a runtime that picks which ones stop: replace them all.
+
+    Stopping tasks Swarm picks would cut the requests they serve; a new set
+    of ``count`` containers is started, checked and routed to first instead.
+    """
+    run.log(
+        f"The runtime picks which containers stop when a service shrinks, so {scaled.handle} "
+        f"restarts with {count} {service.name} container(s): no request is cut"
+    )
+    release = restart_with(run, None, scaled)
+    assert release is not None
+    run.platform.store.activate_release(scaled.id, release.id, config=None, credentials=None)
+    run.platform.store.set_scale(scaled.id, dict(scaled.scale))
+    return f"{service.name} runs {count} container(s) (release {release.id})"
 
 
 def _current_release(platform: Platform, app: records.App) -> Release:

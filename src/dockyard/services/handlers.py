@@ -50,8 +50,7 @@ def deprovision(run: OperationRun) -> str:
         platform.router().unroute(app.handle)
         runtime = platform.runtime()
         containers = runtime.containers(app.handle)
-        for container in containers:
-            runtime.remove(container.id)
+        runtime.remove(containers)
         run.log(f"Removed {len(containers)} container(s) and the route")
     platform.store.delete_app(app.id)
     if platform.repositories is not None:

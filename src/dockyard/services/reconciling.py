@@ -14,7 +14,7 @@ from collections import defaultdict
 from dockyard.domain.containers import Container
 from dockyard.domain.releases import Release
 from dockyard.services.context import Platform
-from dockyard.services.deploying import release_credentials, start_container
+from dockyard.services.deploying import release_credentials, start_containers
 
 log = logging.getLogger("dockyard.reconcile")
 
@@ -50,12 +50,12 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
     store, runtime, router = platform.store, platform.runtime(), platform.router()
     actions = []
     containers = runtime.containers(handle)
-    for container in containers:
-        if release is None or container.release != release.id:
-            runtime.remove(container.id, grace=0)
-            actions.append(
-                f"removed leftover {handle}.{container.service} (release {container.release})"
-            )
+    leftovers = [c for c in containers if release is None or c.release != release.id]
+    if leftovers:
+        runtime.remove(leftovers, grace=0)
+        actions += [
+            f"removed leftover {handle}.{c.service} (release {c.release})" for c in leftovers
+        ]
     app = store.find_app_by_id(release.app_id) if release else None
     if release is None or app is None:
         if handle in router.routes():
@@ -64,29 +64,33 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
         return actions
 
     values = store.configuration(app.id, release.config_version).values
-    current = {(c.service, c.index): c for c in containers if c.release == release.id}
+    current = [c for c in containers if c.release == release.id]
     upstreams: list[str] = []
     for service in release.services:
         wanted = app.scale.get(service.name, 1)
-        for index in range(wanted):
-            found = current.get((service.name, index))
-            if found is None:
-                found = start_container(
-                    runtime,
-                    handle,
-                    release,
-                    service,
-                    index,
-                    values,
-                    release_credentials(platform, app.id, release),
-                )
-                actions.append(f"restarted missing {handle}.{service.name}.{index + 1}")
-            if service.routed:
-                upstreams.append(found.upstream)
-        for (name, index), extra in current.items():
-            if name == service.name and index >= wanted:
-                runtime.remove(extra.id)
-                actions.append(f"removed extra {handle}.{name}.{index + 1}")
+        mine = sorted((c for c in current if c.service == service.name), key=lambda c: c.index)
+        if len(mine) < wanted:
+            used = {c.index for c in mine}
+            free = [i for i in range(wanted + len(mine)) if i not in used]
+            mine += start_containers(
+                runtime,
+                handle,
+                release,
+                service,
+                free[: wanted - len(mine)],
+                values,
+                release_credentials(platform, app.id, release),
+            )
+            actions.append(f"restarted missing {handle}.{service.name} containers")
+        elif len(mine) > wanted:
+            runtime.remove(mine[wanted:])
+            actions.append(f"removed {len(mine) - wanted} extra {handle}.{service.name}")
+            mine = mine[:wanted]
+        if service.routed:
+            # Tasks being moved have no address yet; restarting ones are routed
+            # only when none runs, to let the router's retries find the first.
+            running = [c for c in mine if c.running]
+            upstreams += [c.upstream for c in running or [c for c in mine if c.address]]
     if sorted(upstreams) != router.routes().get(handle, []):
         if upstreams:
             router.route(handle, upstreams)
