@@ -19,7 +19,7 @@ lint: install
 
 test: install lint
 	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
-	  $(BIN)/pytest -m "not swarm" $(PYTEST_ARGS)
+	  $(BIN)/pytest $(PYTEST_ARGS)
 
 test-swarm: install
 	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \

@@ -7,6 +7,7 @@ registry is the only place they come from during a test.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -137,3 +138,55 @@ def remove_app_containers(installations: set[str]) -> None:
                 container.remove(force=True)
     finally:
         client.close()
+
+
+def remove_swarm_services() -> None:
+    """Remove every app service from the test swarm, and make its nodes active again."""
+    with engine_client("swarm") as client:
+        for service in client.services.list(filters={"label": "dockyard.app"}):
+            service.remove()
+        for node in client.nodes.list():
+            if node.attrs["Spec"]["Availability"] != "active":
+                node.update({**node.attrs["Spec"], "Availability": "active"})
+
+
+@dataclass(frozen=True)
+class AppObject:
+    """What runs an app on the engine: a container, or on Swarm a service."""
+
+    id: str
+    labels: dict[str, str]
+    attrs: str  # everything the engine reports of it, as JSON
+
+    def remove(self, backend: str) -> None:
+        with engine_client(backend) as client:
+            if backend == "swarm":
+                client.services.get(self.id).remove()
+            else:
+                client.containers.get(self.id).remove(force=True)
+
+
+@contextmanager
+def engine_client(backend: str) -> Iterator[docker.DockerClient]:
+    """The engine a server of this backend runs apps on."""
+    url = os.environ["DOCKYARD_SWARM_MANAGER"] if backend == "swarm" else _need("DOCKER_HOST")
+    client = docker.DockerClient(base_url=url, version="auto")
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def app_objects(backend: str, app: str, *, running: bool = False) -> list[AppObject]:
+    """The containers (or Swarm services) labelled with this app."""
+    selector = {"label": f"dockyard.app={app}"}
+    with engine_client(backend) as client:
+        if backend == "swarm":
+            return [
+                AppObject(s.id, s.attrs["Spec"].get("Labels", {}), json.dumps(s.attrs))
+                for s in client.services.list(filters=selector)
+            ]
+        return [
+            AppObject(c.id, c.labels, json.dumps(c.attrs))
+            for c in client.containers.list(all=not running, filters=selector)
+        ]

@@ -55,6 +55,8 @@ class Server:
     data_dir: Path
     database_url: str | None
     env: dict[str, str] = field(default_factory=dict)
+    # The runtime's environment (DOCKER_HOST...), kept when a test changes ``env``.
+    runtime_env: dict[str, str] = field(default_factory=dict)
     workers: int = 4
     port: int = field(default_factory=free_port)
     router_port: int = field(default_factory=free_port)
@@ -86,7 +88,10 @@ class Server:
         command += self.extra_args
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.runtime_env, **self.env},
             )
         self.starts += 1
         deadline = time.monotonic() + 30

@@ -6,6 +6,7 @@ sections word for word, with ``dockyard`` for ``aptible``.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -13,12 +14,15 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.registry import Registry, docker_client
+from tests.integration.registry import Registry, app_objects
 from tests.integration.servers import Server
+
+ON_SWARM = True  # every flow here passes on Swarm as on one Docker engine
 
 ServerFactory = Callable[..., Server]
 
@@ -185,7 +189,7 @@ def test_configuration_restarts_the_app_without_dropping_requests(
 
 
 def test_registry_credentials_never_reach_the_containers(
-    server: Server, registry: Registry, app: str
+    server: Server, registry: Registry, app: str, backend: str
 ) -> None:
     aliases = [
         f"DOCKYARD_PRIVATE_REGISTRY_USERNAME={registry.user}",
@@ -198,12 +202,10 @@ def test_registry_credentials_never_reach_the_containers(
     env = environment_of(server, app)
     assert env["VISIBLE"] == "yes"
     assert not [k for k in env if "PRIVATE_REGISTRY" in k]
-    client = docker_client()
-    try:
-        for container in client.containers.list(filters={"label": f"dockyard.app={app}"}):
-            assert registry.password not in json.dumps(container.attrs)
-    finally:
-        client.close()
+    objects = app_objects(backend, app)
+    assert objects != []
+    for found in objects:
+        assert registry.password not in found.attrs
     operations = json.loads(server.cli("operations", "--app", app, "-o", "json").out)
     for operation in operations:
         assert registry.password not in server.cli("operation:logs", str(operation["id"])).out
@@ -249,6 +251,26 @@ def test_missing_credentials_say_so(server: Server, registry: Registry, app: str
         "--private-registry-username and --private-registry-password"
     )
     assert show(server, app)["release"] is None
+
+
+def test_the_servers_own_docker_logins_never_serve_an_app(
+    fresh_server: ServerFactory, registry: Registry, tmp_path: Path
+) -> None:
+    """A login in the server user's Docker config is not an app's credential."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    login = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": login}}}))
+    server = fresh_server(env={"DOCKER_CONFIG": str(config)})
+    handle = "nologin-" + uuid.uuid4().hex[:8]
+    assert server.cli("apps:create", handle).code == 0
+    result = deploy(server, handle, registry.image("web:v1"))
+    assert result.code == 7, result.text
+    assert result.err.strip().endswith(
+        f"the registry {registry.host} requires credentials: pass "
+        "--private-registry-username and --private-registry-password"
+    )
+    assert show(server, handle)["release"] is None
 
 
 @pytest.mark.parametrize("reference", ["bad image", "UPPER/case:v1", "host:5000/x@sha256:12"])
@@ -332,16 +354,13 @@ def test_procfile_services(server: Server, registry: Registry, app: str) -> None
 
 
 def test_deprovision_removes_containers_route_and_credentials(
-    server: Server, registry: Registry, app: str
+    server: Server, registry: Registry, app: str, backend: str
 ) -> None:
     assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    assert app_objects(backend, app) != []
     assert server.cli("apps:deprovision", "--app", app).code == 0
     assert server.get(app).status_code == 404
-    client = docker_client()
-    try:
-        assert client.containers.list(all=True, filters={"label": f"dockyard.app={app}"}) == []
-    finally:
-        client.close()
+    assert app_objects(backend, app) == []
     assert server.cli("apps:create", app).code == 0
     # The handle is new again: nothing of the old app's credentials remains.
     assert show(server, app)["registry_hosts"] == []
@@ -349,7 +368,7 @@ def test_deprovision_removes_containers_route_and_credentials(
 
 
 def test_killed_mid_deploy_keeps_the_old_release(
-    fresh_server: ServerFactory, registry: Registry
+    fresh_server: ServerFactory, registry: Registry, backend: str
 ) -> None:
     server = fresh_server()
     handle = "killed-" + uuid.uuid4().hex[:8]
@@ -373,21 +392,15 @@ def test_killed_mid_deploy_keeps_the_old_release(
     assert follow.code == 7
     assert "interrupted" in follow.err
     assert served(server, handle) == "hello-v1"
-    client = docker_client()
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            containers = client.containers.list(
-                all=True, filters={"label": f"dockyard.app={handle}"}
-            )
-            if len(containers) == 1 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert len(containers) == 1
-        release = show(server, handle)["release"]["id"]
-        assert containers[0].labels["dockyard.release"] == str(release)
-    finally:
-        client.close()
+    deadline = time.monotonic() + 30
+    while True:  # the reconciler removes what the killed deploy started
+        objects = app_objects(backend, handle)
+        if len(objects) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(objects) == 1
+    release = show(server, handle)["release"]["id"]
+    assert objects[0].labels["dockyard.release"] == str(release)
 
 
 def test_deploy_by_digest(server: Server, registry: Registry, app: str) -> None:
@@ -424,26 +437,23 @@ def test_no_registry_password_under_the_data_directory(
 
 
 def test_reconciliation_restarts_a_removed_container(
-    fresh_server: ServerFactory, registry: Registry
+    fresh_server: ServerFactory, registry: Registry, backend: str
 ) -> None:
     server = fresh_server(env={"DOCKYARD_RECONCILE_SECONDS": "1"})
     handle = "healing-" + uuid.uuid4().hex[:8]
     assert server.cli("apps:create", handle).code == 0
     assert deploy(server, handle, registry.image("web:v1"), *credentials(registry)).code == 0
-    client = docker_client()
-    try:
-        (container,) = client.containers.list(filters={"label": f"dockyard.app={handle}"})
-        container.remove(force=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            running = client.containers.list(filters={"label": f"dockyard.app={handle}"})
-            if running and server.get(handle).status_code == 200:
-                break
-            time.sleep(0.2)
-        assert len(running) == 1 and running[0].id != container.id
-        assert served(server, handle) == "hello-v1"
-    finally:
-        client.close()
+    (removed,) = app_objects(backend, handle)
+    removed.remove(backend)  # a container, or on Swarm the whole service
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        running = app_objects(backend, handle, running=True)
+        healed = "restarted missing" in server.log()  # logged once the pass is over
+        if running and healed and server.get(handle).status_code == 200:
+            break
+        time.sleep(0.2)
+    assert len(running) == 1 and running[0].id != removed.id
+    assert served(server, handle) == "hello-v1"
     assert "restarted missing" in server.log()
 
 

@@ -6,6 +6,7 @@ The tests follow the reference page's "Dockerfile deploy" sections, with
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
@@ -18,9 +19,11 @@ import httpx
 import pytest
 
 from tests.integration.gitpush import WEB_DOCKERFILE, Push, WorkingCopy
-from tests.integration.registry import Registry, docker_client
+from tests.integration.registry import Registry, app_objects, engine_client
 from tests.integration.servers import Server, free_port
 from tests.integration.test_deploys import credentials, deploy, request_loop, served, show
+
+ON_SWARM = True  # on Swarm, builds are pushed to --image-registry and deployed by digest
 
 
 def remote(server: Server, app: str, token: str | None = None) -> str:
@@ -155,6 +158,24 @@ def test_bad_repositories_fail_clearly(
     assert pushed.code != 0
     assert message.format(host=registry.host) in pushed.output
     assert repo.remote_head("main") is None
+    assert show(server, app)["release"] is None
+
+
+def test_the_servers_own_docker_logins_never_serve_a_build(
+    fresh_server: Callable[..., Server], registry: Registry, tmp_path: Path
+) -> None:
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    login = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": login}}}))
+    server = fresh_server(env={"DOCKER_CONFIG": str(config)})
+    app = "nologin-" + uuid.uuid4().hex[:8]
+    assert server.cli("apps:create", app).code == 0
+    repo = WorkingCopy(tmp_path / "work", remote(server, app))
+    repo.commit(web(registry, "x"))
+    pushed = repo.push("main")
+    assert pushed.code != 0
+    assert f"the registry {registry.host} requires credentials" in pushed.output
     assert show(server, app)["release"] is None
 
 
@@ -427,19 +448,21 @@ def test_other_registry_in_from_never_gets_the_credentials(
 
 
 def test_no_password_in_docker_inspect_of_builds(
-    server: Server, registry: Registry, app: str, repo: WorkingCopy
+    server: Server, registry: Registry, app: str, repo: WorkingCopy, backend: str
 ) -> None:
     assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
     repo.commit(web(registry, "inspect"))
     pushed = repo.push("main")
     assert pushed.code == 0
-    client = docker_client()
-    try:
-        for container in client.containers.list(filters={"label": f"dockyard.app={app}"}):
-            assert registry.password not in json.dumps(container.attrs)
-            assert registry.password not in json.dumps(client.images.get(container.image.id).attrs)
-    finally:
-        client.close()
+    objects = app_objects(backend, app)
+    assert objects != []
+    for found in objects:
+        assert registry.password not in found.attrs
+    release = show(server, app)["release"]["id"]
+    with engine_client(backend) as client:  # the engine that built it
+        built = client.images.get(f"dockyard/{app}:{release}")
+        assert registry.password not in json.dumps(built.attrs)
+        assert registry.password not in json.dumps(built.history())
     for operation in operations(server, app):
         assert registry.password not in server.cli("operation:logs", str(operation["id"])).out
     assert registry.password not in server.log()
@@ -474,23 +497,20 @@ def test_git_commitish_with_registry_credential_flags(
 
 
 def test_builds_are_tagged_per_release_and_pruned(
-    server: Server, registry: Registry, app: str, repo: WorkingCopy
+    server: Server, registry: Registry, app: str, repo: WorkingCopy, backend: str
 ) -> None:
     assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
     for n in range(7):
         repo.commit(web(registry, f"build {n}"))
         assert repo.push("main").code == 0
     release = show(server, app)["release"]["id"]
-    client = docker_client()
-    try:
+    with engine_client(backend) as client:
         tags = sorted(
             tag
             for image in client.images.list(name=f"dockyard/{app}")
             for tag in image.tags
             if tag.startswith(f"dockyard/{app}:")  # an image may serve other apps too
         )
-    finally:
-        client.close()
     assert f"dockyard/{app}:{release}" in tags
     assert 1 <= len(tags) <= 6, tags  # the last five builds and the current release
 

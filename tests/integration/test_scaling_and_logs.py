@@ -9,6 +9,8 @@ from tests.integration.registry import Registry
 from tests.integration.servers import DOCKYARD, Server
 from tests.integration.test_deploys import credentials, deploy, request_loop, show
 
+ON_SWARM = True  # on Swarm, scaling down restarts with the new count (see deploying.scale)
+
 
 def ports_seen(server: Server, app: str, requests: int = 20) -> set[str]:
     seen = set()

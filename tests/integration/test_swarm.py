@@ -9,7 +9,6 @@ engine of its own; the test registry is reachable from both at
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,63 +17,40 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.integration.conftest import swarm_options, swarm_settings
 from tests.integration.gitpush import WEB_DOCKERFILE, WorkingCopy
-from tests.integration.registry import Registry
+from tests.integration.registry import Registry, remove_swarm_services
 from tests.integration.servers import Server
 from tests.integration.test_deploys import credentials, request_loop, served, show
 
-ROOT = Path(__file__).resolve().parents[2]
-
-# Not yet in `make test` (see `make test-swarm`): with one Swarm service per
-# container, the scheduler does not always spread an app's containers over
-# the nodes, and a route reload can cut a request Caddy was retrying.
 pytestmark = pytest.mark.swarm
 
 
 @pytest.fixture(scope="module")
-def swarm(registry: Registry) -> Iterator[dict[str, str]]:
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "swarm.sh")], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    settings = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    yield settings
-    client = docker.DockerClient(base_url=settings["DOCKYARD_SWARM_MANAGER"], version="auto")
-    try:
-        for service in client.services.list(filters={"label": "dockyard.app"}):
-            service.remove()
-        for node in client.nodes.list():
-            if node.attrs["Spec"]["Availability"] != "active":
-                node.update({**node.attrs["Spec"], "Availability": "active"})
-    finally:
-        client.close()
+def swarm(local_registry: Registry) -> Iterator[dict[str, str]]:
+    yield swarm_settings()
+    remove_swarm_services()
 
 
-def swarm_server(swarm: dict[str, str], registry: Registry, tmp_path: Path, *extra: str) -> Server:
+@pytest.fixture
+def registry(local_registry: Registry) -> Registry:
+    return local_registry
+
+
+def swarm_server(registry: Registry, tmp_path: Path, *, image_registry: bool = True) -> Server:
+    options = swarm_options(registry, image_registry=image_registry)
     server = Server(
         data_dir=tmp_path / "swarm-data",
         database_url=None,
-        env={
-            "DOCKER_HOST": swarm["DOCKYARD_SWARM_MANAGER"],
-            "DOCKYARD_IMAGE_REGISTRY_PASSWORD": registry.password,
-            "DOCKYARD_RECONCILE_SECONDS": "1",
-        },
-        extra_args=["--runtime", "swarm", *extra],
+        env={"DOCKYARD_RECONCILE_SECONDS": "1"},
+        **options,  # type: ignore[arg-type]
     )
     return server.start()
 
 
 @pytest.fixture
 def on_swarm(swarm: dict[str, str], registry: Registry, tmp_path: Path) -> Iterator[Server]:
-    server = swarm_server(
-        swarm,
-        registry,
-        tmp_path,
-        "--image-registry",
-        f"{swarm['DOCKYARD_SWARM_REGISTRY']}/dockyard-builds",
-        "--image-registry-username",
-        registry.user,
-    )
+    server = swarm_server(registry, tmp_path)
     yield server
     server.stop()
 
@@ -221,7 +197,7 @@ def test_git_push_reaches_every_node_through_the_image_registry(
 def test_git_push_without_image_registry_says_to_set_it(
     swarm: dict[str, str], registry: Registry, tmp_path: Path
 ) -> None:
-    server = swarm_server(swarm, registry, tmp_path)
+    server = swarm_server(registry, tmp_path, image_registry=False)
     try:
         app = "noreg-" + uuid.uuid4().hex[:6]
         assert server.cli("apps:create", app).code == 0

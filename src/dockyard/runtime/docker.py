@@ -89,6 +89,21 @@ def registry_error(
     return errors.RegistryUnreachable(image.host, "the engine said: " + text[:200])
 
 
+# The SDK reads ~/.docker/config.json again whenever the auth it holds is
+# empty; an entry for a host that cannot exist keeps it from ever doing so.
+_NO_HOST = "dockyard.invalid"
+
+
+def only_these(credentials: Mapping[str, RegistryCredentials]) -> AuthConfig:
+    """SDK auth holding exactly these credentials, each for its host, and no file's."""
+    auths = {
+        host: {"username": c.username, "password": c.password, "serveraddress": host}
+        for host, c in credentials.items()
+    }
+    auths[_NO_HOST] = {"serveraddress": _NO_HOST}
+    return AuthConfig({"auths": auths})
+
+
 def merge_lines(producers: list[Callable[[list[Any]], Iterator[str]]]) -> Iterator[str]:
     """Lines of several log streams as they come, one thread per stream.
 
@@ -141,6 +156,9 @@ class DockerRuntime:
             raise errors.EngineUnreachable(
                 f"cannot reach the Docker engine at {where}: start it or set DOCKER_HOST"
             ) from exc
+        # The server's own logins (~/.docker/config.json) must never serve an
+        # app that gave no credentials.
+        self._client.api._auth_configs = only_these({})  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._client.close()
@@ -190,14 +208,7 @@ class DockerRuntime:
         X-Registry-Auth for services); nothing comes from, or goes to, a file.
         """
         api = APIClient(**self._connection, version="auto", timeout=int(timeout))
-        api._auth_configs = AuthConfig(  # type: ignore[attr-defined]
-            {
-                "auths": {
-                    host: {"username": c.username, "password": c.password, "serveraddress": host}
-                    for host, c in credentials.items()
-                }
-            }
-        )
+        api._auth_configs = only_these(credentials)  # type: ignore[attr-defined]
         return api
 
     def start(

@@ -49,6 +49,7 @@ from dockyard.runtime.docker import (
 # below Linux's ephemeral ports. Up to 32 tasks per service (MAX_CONTAINERS).
 PORT_BLOCKS = range(100, 328)
 START_TIMEOUT = 120.0
+BLOCK_QUARANTINE = 60.0
 _SLOT_PORT = "{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}"
 # A task Swarm still wants to run has one of these desired states.
 _WANTED = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
@@ -71,6 +72,7 @@ class SwarmRuntime(DockerRuntime):
     ) -> None:
         super().__init__(installation, base_url)
         self._addresses: dict[str, str] = {}
+        self._released: dict[int, float] = {}  # port block -> when its service was removed
         self.image_registry = image_registry
         self._registry_credentials = image_registry_credentials
 
@@ -160,7 +162,10 @@ class SwarmRuntime(DockerRuntime):
         return None
 
     def _free_block(self) -> int:
-        used = {
+        """A port block no service uses, nor one removed in the last minute."""
+        now = time.monotonic()
+        self._released = {b: t for b, t in self._released.items() if now - t < BLOCK_QUARANTINE}
+        used = set(self._released) | {
             int(service["Spec"]["Labels"].get(LABEL_PORT, "0"))
             for service in self._client.api.services(filters={"label": LABEL_APP})
         }
@@ -206,7 +211,6 @@ class SwarmRuntime(DockerRuntime):
         chosen: dict[str, set[str]] = defaultdict(set)
         for container in containers:
             chosen[container.id.split("/")[0]].add(container.id)
-        removed = []
         for service_id, ids in chosen.items():
             try:
                 service = self._client.api.inspect_service(service_id)
@@ -218,16 +222,12 @@ class SwarmRuntime(DockerRuntime):
                 continue
             try:
                 self._client.api.remove_service(service_id)
-                removed.append(service_id)
             except NotFound:
-                pass
-        deadline = time.monotonic() + grace + 10
-        while removed and time.monotonic() < deadline:  # its ports are free once its tasks go
-            try:
-                removed = [s for s in removed if self._client.api.tasks(filters={"service": s})]
-            except APIError:
-                return
-            time.sleep(0.1)
+                continue
+            # Its tasks take a few seconds more to stop on their nodes.
+            self._released[int(service["Spec"].get("Labels", {}).get(LABEL_PORT, "0"))] = (
+                time.monotonic()
+            )
 
     def containers(self, app: str | None = None) -> list[Container]:
         services = self._client.api.services(filters={"label": self.label_filter(app)})
