@@ -9,6 +9,8 @@ engine of its own; the test registry is reachable from both at
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -209,3 +211,35 @@ def test_git_push_without_image_registry_says_to_set_it(
         assert "start the server with --image-registry HOST/PREFIX" in pushed.output
     finally:
         server.stop()
+
+
+def test_a_lost_node_has_its_task_replaced_and_requests_keep_succeeding(
+    on_swarm: Server, swarm: dict[str, str], registry: Registry
+) -> None:
+    """Node2's engine stops (its containers with it): Swarm replaces the task."""
+    server, app = on_swarm, "lost-" + uuid.uuid4().hex[:6]
+    manager = swarm["DOCKYARD_SWARM_REGISTRY"].split(":")[0]
+    assert server.cli("apps:create", app).code == 0
+    deployed = server.run(
+        "deploy", "--app", app, "--docker-image", image(swarm, "web:v1"), *credentials(registry)
+    )
+    assert deployed.code == 0, deployed.text
+    assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
+    assert len(set(addresses(server, app))) == 2
+    pid = int(Path("/run/dockyard-test/node2.pid").read_text())
+    try:
+        with request_loop(server, app) as outcomes:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 90
+            while addresses(server, app) != [manager, manager]:
+                assert time.monotonic() < deadline, show(server, app)["containers"]
+                time.sleep(0.5)
+            time.sleep(2)  # the router follows the move
+        assert set(outcomes) == {"200 hello-v1"}, outcomes
+        listed = json.loads(server.cli("nodes", "-o", "json").out)
+        assert {n["address"]: n["state"] for n in listed}[
+            swarm["DOCKYARD_SWARM_NODE_ADDRESSES"].split(",")[1]
+        ] == "down"
+    finally:
+        swarm_settings.cache_clear()
+        swarm_settings()  # scripts/swarm.sh starts node2 again and checks it is ready
