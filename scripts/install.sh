@@ -23,6 +23,9 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v curl >/dev/null || packages+=(curl)
 command -v socat >/dev/null || packages+=(socat)
+# For the two-node test swarm (scripts/swarm.sh): ip netns, nsenter, unshare.
+command -v ip >/dev/null || packages+=(iproute2)
+command -v nsenter >/dev/null && command -v unshare >/dev/null || packages+=(util-linux)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "install: apt-get install ${packages[*]}"
   # Keep maintainer scripts from starting system services (a system dockerd,
