@@ -6,6 +6,7 @@ registry is the only place they come from during a test.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import pytest
@@ -65,6 +67,14 @@ class Registry:
 
     def image(self, name: str) -> str:
         return f"{self.host}/dockyard-test/{name}"
+
+    def docker_config_with_login(self, where: Path) -> str:
+        """A DOCKER_CONFIG directory holding a login to this registry, as `docker login` makes."""
+        config = where / "docker-config"
+        config.mkdir()
+        login = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {self.host: {"auth": login}}}))
+        return str(config)
 
     @contextmanager
     def temporary_user(self) -> Iterator[tuple[str, str]]:

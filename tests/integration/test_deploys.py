@@ -6,7 +6,6 @@ sections word for word, with ``dockyard`` for ``aptible``.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -257,11 +256,7 @@ def test_the_servers_own_docker_logins_never_serve_an_app(
     fresh_server: ServerFactory, registry: Registry, tmp_path: Path
 ) -> None:
     """A login in the server user's Docker config is not an app's credential."""
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    login = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
-    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": login}}}))
-    server = fresh_server(env={"DOCKER_CONFIG": str(config)})
+    server = fresh_server(env={"DOCKER_CONFIG": registry.docker_config_with_login(tmp_path)})
     handle = "nologin-" + uuid.uuid4().hex[:8]
     assert server.cli("apps:create", handle).code == 0
     result = deploy(server, handle, registry.image("web:v1"))

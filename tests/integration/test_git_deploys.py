@@ -6,7 +6,6 @@ The tests follow the reference page's "Dockerfile deploy" sections, with
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import uuid
@@ -164,11 +163,7 @@ def test_bad_repositories_fail_clearly(
 def test_the_servers_own_docker_logins_never_serve_a_build(
     fresh_server: Callable[..., Server], registry: Registry, tmp_path: Path
 ) -> None:
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    login = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
-    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": login}}}))
-    server = fresh_server(env={"DOCKER_CONFIG": str(config)})
+    server = fresh_server(env={"DOCKER_CONFIG": registry.docker_config_with_login(tmp_path)})
     app = "nologin-" + uuid.uuid4().hex[:8]
     assert server.cli("apps:create", app).code == 0
     repo = WorkingCopy(tmp_path / "work", remote(server, app))
