@@ -35,7 +35,9 @@ timestamps (``dockyard operation:logs ID --output json``) split the time into
 steps. Baseline containers run with ``init`` as Dockyard's do (so a stop takes
 no grace period).
 
-Run: ``.venv/bin/python bench/deploy.py`` (``make bench``). The Docker engine
+Run: ``.venv/bin/python bench/deploy.py`` (``make bench``); with ``--runtime
+swarm`` it runs bench/swarm_deploy.py instead (deploys and scaling on the
+two-node test swarm, see there). The Docker engine
 and registry come from the environment that ``scripts/services.sh`` prints, or
 from running it when ``DOCKER_HOST`` is unset. Only 127.0.0.1 is contacted.
 At the end (also on error) the server is stopped and every container and
@@ -62,7 +64,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -421,8 +423,15 @@ def env_has(key: str, value: str) -> Callable[[str], bool]:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        extra_args: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)  # more ``dockyard server`` options
+        self.extra_env = dict(extra_env or {})  # e.g. DOCKER_HOST of another engine
         self.port, self.router_port, self.admin_port = free_port(), free_port(), free_port()
         self.url = f"http://{LOCALHOST}:{self.port}"
         self.router_url = f"http://{LOCALHOST}:{self.router_port}"
@@ -439,7 +448,8 @@ class Server:
         command += ["--listen", f"{LOCALHOST}:{self.port}"]
         command += ["--router-listen", f"{LOCALHOST}:{self.router_port}"]
         command += ["--router-admin", f"{LOCALHOST}:{self.admin_port}"]
-        env = clean_environment()
+        command += self.extra_args
+        env = clean_environment(**self.extra_env)
         env.pop("DOCKYARD_DATABASE_URL", None)
         began = time.monotonic()
         self.process = launch_server(command, env, self.log_path, self.url, self.data_dir)
@@ -1036,9 +1046,20 @@ def parse_args() -> argparse.Namespace:
         default=1500.0,
         help=f"seconds; past it every group stops after {MIN_ROUNDS} rounds (default 1500)",
     )
-    parser.add_argument("--sizes", default="tiny,big", help="comma-separated: tiny, big")
+    parser.add_argument(
+        "--sizes", help="comma-separated: tiny, big (default tiny,big; docker runtime only)"
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["docker", "swarm"],
+        default="docker",
+        help="docker: this benchmark on one engine (default); swarm: bench/swarm_deploy.py "
+        "(direct deploys and scaling on the two-node test swarm, tiny image, --rounds only)",
+    )
     args = parser.parse_args()
-    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if args.runtime == "swarm" and args.sizes is not None:
+        parser.error("--sizes is for --runtime docker: the swarm benchmark deploys tiny images")
+    args.sizes = [s.strip() for s in (args.sizes or "tiny,big").split(",") if s.strip()]
     if set(args.sizes) - {"tiny", "big"} or not args.sizes:
         parser.error("--sizes takes tiny and/or big")
     if not 1 <= args.rounds <= 50:
@@ -1052,6 +1073,10 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main() -> int:
     args = parse_args()
+    if args.runtime == "swarm":
+        import swarm_deploy  # beside this file, on sys.path when run as a script
+
+        return swarm_deploy.main(rounds=args.rounds)
     signal.signal(signal.SIGTERM, _terminate)
     command = shlex.join(sys.orig_argv)
     started = datetime.now(UTC)
