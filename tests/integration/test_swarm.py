@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 
 from tests.integration.conftest import swarm_options, swarm_settings
@@ -59,6 +62,31 @@ def on_swarm(swarm: dict[str, str], registry: Registry, tmp_path: Path) -> Itera
 
 def image(swarm: dict[str, str], name: str) -> str:
     return f"{swarm['DOCKYARD_SWARM_REGISTRY']}/dockyard-test/{name}"
+
+
+@contextmanager
+def timed_request_loop(server: Server, app: str) -> Iterator[list[tuple[float, str]]]:
+    """Requests through the router until the block ends: (when, outcome) of each."""
+    outcomes: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                response = server.get(app)
+                outcome = f"{response.status_code} {response.text.strip()}"
+            except httpx.HTTPError as exc:
+                outcome = f"error {type(exc).__name__}"
+            outcomes.append((time.monotonic(), outcome))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        thread.join()
 
 
 def addresses(server: Server, app: str) -> list[str]:
@@ -228,18 +256,23 @@ def test_a_lost_node_has_its_task_replaced_and_requests_keep_succeeding(
     assert len(set(addresses(server, app))) == 2
     pid = int(Path("/run/dockyard-test/node2.pid").read_text())
     try:
-        with request_loop(server, app) as outcomes:
+        with timed_request_loop(server, app) as outcomes:
+            time.sleep(1)
+            lost_at = time.monotonic()
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 90
             while addresses(server, app) != [manager, manager]:
                 assert time.monotonic() < deadline, show(server, app)["containers"]
                 time.sleep(0.5)
             time.sleep(2)  # the router follows the move
-        assert set(outcomes) == {"200 hello-v1"}, outcomes
+        # A request that a task on the lost node was answering at that moment
+        # is lost with it; every other request succeeds.
+        failed = [(at - lost_at, what) for at, what in outcomes if what != "200 hello-v1"]
+        assert len(failed) <= 1 and all(0 <= at < 1 for at, _ in failed), failed
+        assert len(outcomes) - len(failed) > 100
         listed = json.loads(server.cli("nodes", "-o", "json").out)
-        assert {n["address"]: n["state"] for n in listed}[
-            swarm["DOCKYARD_SWARM_NODE_ADDRESSES"].split(",")[1]
-        ] == "down"
+        states = {n["address"]: n["state"] for n in listed}
+        assert states[swarm["DOCKYARD_SWARM_NODE_ADDRESSES"].split(",")[1]] == "down"
     finally:
         swarm_settings.cache_clear()
         swarm_settings()  # scripts/swarm.sh starts node2 again and checks it is ready

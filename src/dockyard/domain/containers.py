@@ -32,6 +32,12 @@ class ContainerSpec:
     environment: Mapping[str, str]
 
 
+# Swarm's task states before "running"; an engine's container starts at once.
+STARTING_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+)
+
+
 @dataclass(frozen=True)
 class Container:
     id: str
@@ -47,6 +53,11 @@ class Container:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def starting(self) -> bool:
+        """On its way to running (Swarm: assigned to a node, pulling, starting)."""
+        return self.state in STARTING_STATES
 
     @property
     def upstream(self) -> str:

@@ -207,7 +207,9 @@ class DockerRuntime:
         The SDK sends the auth its client holds (X-Registry-Config for builds,
         X-Registry-Auth for services); nothing comes from, or goes to, a file.
         """
-        api = APIClient(**self._connection, version="auto", timeout=int(timeout))
+        # The engine's API version is known: no /version call per client.
+        version = self._client.api.api_version
+        api = APIClient(**self._connection, version=version, timeout=int(timeout))
         api._auth_configs = only_these(credentials)  # type: ignore[attr-defined]
         return api
 

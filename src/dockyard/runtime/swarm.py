@@ -34,7 +34,12 @@ from docker.types import (
 )
 
 from dockyard.domain.building import BuildFailed
-from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials
+from dockyard.domain.containers import (
+    STARTING_STATES,
+    Container,
+    ContainerSpec,
+    RegistryCredentials,
+)
 from dockyard.domain.images import ImageReference
 from dockyard.runtime.docker import (
     LABEL_APP,
@@ -52,7 +57,7 @@ START_TIMEOUT = 120.0
 BLOCK_QUARANTINE = 60.0
 _SLOT_PORT = "{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}"
 # A task Swarm still wants to run has one of these desired states.
-_WANTED = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+_WANTED = STARTING_STATES | {"running"}
 _FAILED = {"failed", "rejected"}
 _DETAIL_TASK = "com.docker.swarm.task.id="
 
@@ -102,17 +107,15 @@ class SwarmRuntime(DockerRuntime):
             before = {c.id for c in self._slots(existing)}
             replicas = existing["Spec"]["Mode"]["Replicated"]["Replicas"]
             self._set_replicas(service_id, replicas + len(indexes), credentials)
+        # Wait only until Swarm has placed the new tasks on nodes: the health
+        # check then asks their ports as soon as they listen.
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             new = [c for c in self._slots_of(service_id) if c.id not in before]
-            settled = [c for c in new if c.running or c.state in _FAILED]
-            if (len(settled) >= len(indexes) and len(new) >= len(indexes)) or (
-                time.monotonic() > deadline
-            ):
+            placed = [c for c in new if c.address or c.state in _FAILED]
+            if len(placed) >= len(indexes) or time.monotonic() > deadline:
                 return sorted(new, key=lambda c: c.index)
-            if any(c.state in _FAILED for c in new):
-                return sorted(new, key=lambda c: c.index)
-            time.sleep(0.1)
+            time.sleep(0.02)
 
     def _create(
         self, spec: ContainerSpec, replicas: int, credentials: RegistryCredentials | None

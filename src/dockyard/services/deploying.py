@@ -41,7 +41,7 @@ from dockyard.services.running import OperationRun
 
 # How long requests already sent to containers being replaced may take.
 DRAIN_TIMEOUT = 30.0
-PROBE_INTERVAL = 0.1
+PROBE_INTERVAL = 0.05
 LOG_LINES_ON_FAILURE = 20
 MAX_CONTAINERS = 32
 
@@ -381,15 +381,22 @@ def _check_health(
             f"Waiting up to {health.timeout:.0f} s for HTTP on {health.path}"
             + (" (status 200, STRICT_HEALTH_CHECKS)" if health.strict else "")
         )
+    latest = {c.id: c for _, c in started}
     while waiting:
         run.check_cancelled()
         elapsed = time.monotonic() - begin
         for container_id, (service, container) in list(waiting.items()):
             state = runtime.inspect(container_id)
-            if state is None or not state.running:
+            if state is None or not (state.running or state.starting):
                 raise _failed(
                     run, container, values, f"exited ({state.state if state else 'gone'})"
                 )
+            container = latest[container_id] = state  # Swarm may have placed it anew
+            if state.starting:
+                if elapsed >= health.timeout:
+                    why = f"did not start within {health.timeout:.0f} s ({state.state})"
+                    raise _failed(run, container, values, why)
+                continue
             if service.routed:
                 status = probe(container.upstream, health.path)
                 if status is not None and (status == 200 or not health.strict):
@@ -407,6 +414,7 @@ def _check_health(
                 del waiting[container_id]
         if waiting:
             time.sleep(PROBE_INTERVAL)
+    started[:] = [(s, latest[c.id]) for s, c in started]
 
 
 def _failed(
