@@ -347,6 +347,13 @@ def test_procfile_services(server: Server, registry: Registry, app: str) -> None
     services = sorted(c["service"] for c in show(server, app)["containers"])
     assert services == ["web", "worker"]
 
+    # On Swarm the first deploy started the image's CMD while reading its
+    # Procfile, then the Procfile's services instead: only those remain.
+    again = deploy(server, app, registry.image("web:v1"))
+    assert again.code == 0, again.text
+    assert served(server, app) == "hello-v1"
+    assert [c["service"] for c in show(server, app)["containers"]] == ["cmd"]
+
 
 def test_deprovision_removes_containers_route_and_credentials(
     server: Server, registry: Registry, app: str, backend: str

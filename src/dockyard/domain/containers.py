@@ -96,6 +96,9 @@ class Runtime(Protocol):
     # Whether ``remove`` stops exactly the containers it is given. Swarm,
     # asked to run fewer tasks of a service, chooses which ones stop itself.
     removes_chosen: bool
+    # Whether containers may run on hosts other than the one that pulls here
+    # (Swarm): each node pulls for itself, so a pull here only reads the image.
+    pulls_on_nodes: bool
 
     def start(
         self,

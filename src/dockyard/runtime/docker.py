@@ -141,6 +141,7 @@ def merge_lines(producers: list[Callable[[list[Any]], Iterator[str]]]) -> Iterat
 
 class DockerRuntime:
     removes_chosen = True
+    pulls_on_nodes = False
 
     def __init__(self, installation: str, base_url: str | None = None) -> None:
         # Several installations may share an engine: each sees only its own.

@@ -67,6 +67,7 @@ class SwarmRuntime(DockerRuntime):
 
     # Asked for fewer tasks, Swarm picks which ones stop.
     removes_chosen = False
+    pulls_on_nodes = True
 
     def __init__(
         self,

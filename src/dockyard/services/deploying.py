@@ -11,6 +11,7 @@ from __future__ import annotations
 import tarfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,19 @@ def deploy(run: OperationRun) -> str:
     )
     if artifact.source.startswith("git:"):
         _keep_build(run, app, release)
-    roll_out(run, app, release, values, health, given)
+    try:
+        roll_out(run, app, release, values, health, given, artifact.pending)
+    except ServicesDiffer as differ:
+        run.log("The image's services differ from the ones started: starting the image's")
+        release = platform.store.create_release(
+            app.id,
+            image=artifact.image,
+            source=artifact.source,
+            config_version=app.config_version,
+            services=differ.services,
+            operation_id=run.operation.id,
+        )
+        roll_out(run, app, release, values, health, given)
     version = platform.store.activate_release(
         app.id,
         release.id,
@@ -123,7 +136,8 @@ def deploy(run: OperationRun) -> str:
 class Artifact:
     image: str  # what containers run: pinned digest or local image id
     source: str  # what the user named: an image reference or git:<commit>
-    services: list[Service]
+    services: list[Service]  # or a guess, while ``pending`` reads the image's
+    pending: PendingServices | None = None
 
 
 def _pull(
@@ -143,9 +157,62 @@ def _pull(
     run.log(f"Resolving {image} ({auth} for {image.host})")
     digest = image.digest or runtime.resolve(image, credentials)
     pinned = image.pinned(digest)
+    store = run.platform.store
+    current = store.get_release(app.current_release_id) if app.current_release_id else None
+    guess = list(current.services) if current else default_services()
+    if runtime.pulls_on_nodes and all(s.routed for s in guess):
+        # Only the Procfile needs the image here: read it while the nodes pull
+        # and start the services the app ran last time (web or cmd only).
+        run.log(f"Pulling {pinned} for its Procfile while the nodes start it")
+        return Artifact(
+            str(pinned), str(image), guess, _services_later(run, pinned, credentials, guess)
+        )
     run.log(f"Pulling {pinned}")
     runtime.pull(pinned, credentials)
     return Artifact(str(pinned), str(image), _image_services(run, str(pinned)))
+
+
+class ServicesDiffer(Exception):
+    """The image's Procfile names other services than the ones started."""
+
+    def __init__(self, services: list[Service]) -> None:
+        super().__init__("the image's services differ from the ones started")
+        self.services = services
+
+
+@dataclass
+class PendingServices:
+    """The services of an image still being pulled, to compare with a guess."""
+
+    future: Future[tuple[str, str] | None]
+    run: OperationRun
+    guess: list[Service]
+
+    def check(self, *, wait: bool) -> None:
+        """Raise ServicesDiffer once known to differ; with ``wait``, wait to know."""
+        if not wait and not self.future.done():
+            return
+        services = _services_from(self.run, self.future.result())  # or the pull's error
+        if [(s.name, s.command) for s in services] != [(s.name, s.command) for s in self.guess]:
+            raise ServicesDiffer(services)
+
+
+def _services_later(
+    run: OperationRun,
+    pinned: ImageReference,
+    credentials: RegistryCredentials | None,
+    guess: list[Service],
+) -> PendingServices:
+    runtime = run.platform.runtime()
+
+    def pull_and_read() -> tuple[str, str] | None:
+        runtime.pull(pinned, credentials)
+        return runtime.read_first(str(pinned), PROCFILE_PATHS)
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="procfile")
+    future = executor.submit(pull_and_read)
+    executor.shutdown(wait=False)
+    return PendingServices(future, run, guess)
 
 
 def _build(
@@ -266,7 +333,10 @@ def restart_with(
 
 
 def _image_services(run: OperationRun, image: str) -> list[Service]:
-    found = run.platform.runtime().read_first(image, PROCFILE_PATHS)
+    return _services_from(run, run.platform.runtime().read_first(image, PROCFILE_PATHS))
+
+
+def _services_from(run: OperationRun, found: tuple[str, str] | None) -> list[Service]:
     if found is None:
         run.log("No Procfile in the image: one service, cmd, runs the image's CMD")
         return default_services()
@@ -313,6 +383,7 @@ def roll_out(
     values: Mapping[str, str],
     health: HealthCheck,
     credentials: RegistryCredentials | None = None,
+    pending: PendingServices | None = None,
 ) -> None:
     platform = run.platform
     runtime = platform.runtime()
@@ -324,7 +395,9 @@ def roll_out(
             count = app.scale.get(service.name, 1)
             _start(run, app.handle, release, service, range(count), values, credentials, started)
         run.hold()
-        _check_health(run, started, health, values)
+        _check_health(run, started, health, values, pending)
+        if pending is not None:
+            pending.check(wait=True)
         run.check_cancelled()
     except BaseException:
         runtime.remove([c for _, c in started], grace=0)
@@ -371,6 +444,7 @@ def _check_health(
     started: list[tuple[Service, Container]],
     health: HealthCheck,
     values: Mapping[str, str],
+    pending: PendingServices | None = None,
 ) -> None:
     runtime = run.platform.runtime()
     probe = run.platform.probe
@@ -382,11 +456,16 @@ def _check_health(
             + (" (status 200, STRICT_HEALTH_CHECKS)" if health.strict else "")
         )
     latest = {c.id: c for _, c in started}
+    apps = {c.app for _, c in started}
     while waiting:
         run.check_cancelled()
+        if pending is not None:  # a guess found wrong stops here, not at its timeout
+            pending.check(wait=False)
         elapsed = time.monotonic() - begin
+        # One listing a pass, rather than one inspection per container.
+        now = {c.id: c for app in apps for c in runtime.containers(app)}
         for container_id, (service, container) in list(waiting.items()):
-            state = runtime.inspect(container_id)
+            state = now.get(container_id)
             if state is None or not (state.running or state.starting):
                 raise _failed(
                     run, container, values, f"exited ({state.state if state else 'gone'})"
