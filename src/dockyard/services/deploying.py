@@ -42,7 +42,7 @@ from dockyard.services.running import OperationRun
 
 # How long requests already sent to containers being replaced may take.
 DRAIN_TIMEOUT = 30.0
-PROBE_INTERVAL = 0.05
+PROBE_INTERVAL = 0.02
 LOG_LINES_ON_FAILURE = 20
 MAX_CONTAINERS = 32
 
