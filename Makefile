@@ -30,7 +30,8 @@ unit: install
 
 bench: install
 	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
-	  $(BIN)/python bench/api.py && $(BIN)/python bench/deploy.py && $(BIN)/python bench/git_deploy.py
+	  $(BIN)/python bench/api.py && $(BIN)/python bench/deploy.py && \
+	  $(BIN)/python bench/deploy.py --runtime swarm && $(BIN)/python bench/git_deploy.py
 
 clean:
 	rm -rf $(VENV) .dockyard .mypy_cache .ruff_cache .pytest_cache
