@@ -56,26 +56,41 @@ def environment_of(server: Server, app: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
+class Outcomes(Counter[str]):
+    """How the requests of a loop ended, and how many were sent again."""
+
+    retried = 0
+
+
 @contextmanager
-def request_loop(server: Server, app: str) -> Iterator[Counter[str]]:
+def request_loop(server: Server, app: str) -> Iterator[Outcomes]:
     """Requests through the router in a loop until the block ends (60 s at most)."""
-    outcomes: Counter[str] = Counter()
+    outcomes = Outcomes()
     stop = threading.Event()
+
+    def get() -> str:
+        response = httpx.get(
+            f"http://127.0.0.1:{server.router_port}/",
+            headers={"Host": f"{app}.dockyard.localhost"},
+            timeout=30,
+        )
+        return f"{response.status_code} {response.text.strip()}"
 
     def loop() -> None:
         deadline = time.monotonic() + 60
-        # A new connection per request, as a curl loop makes: a keep-alive
-        # connection idle at the moment Caddy swaps its configuration may be
-        # closed under a request the client is just sending, which HTTP lets
-        # clients retry (RFC 9112, 9.3.1) and httpx does not.
+        # A new connection per request, as a curl loop makes. A connection
+        # reset before any byte of the answer is sent once more, as HTTP lets
+        # clients do for idempotent requests (RFC 9112, 9.3.1) and httpx does
+        # not; under load, about one loop in a few hundred saw one (Caddy logs
+        # nothing about it). Only one is allowed per loop.
         while not stop.is_set() and time.monotonic() < deadline:
             try:
-                response = httpx.get(
-                    f"http://127.0.0.1:{server.router_port}/",
-                    headers={"Host": f"{app}.dockyard.localhost"},
-                    timeout=30,
-                )
-                outcomes[f"{response.status_code} {response.text.strip()}"] += 1
+                try:
+                    outcome = get()
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    outcomes.retried += 1
+                    outcome = get()
+                outcomes[outcome] += 1
             except httpx.HTTPError as exc:
                 outcomes[f"error {type(exc).__name__}"] += 1
             time.sleep(0.01)
@@ -87,6 +102,7 @@ def request_loop(server: Server, app: str) -> Iterator[Counter[str]]:
     finally:
         stop.set()
         thread.join()
+    assert outcomes.retried <= 1, f"{outcomes.retried} connections reset: {outcomes}"
 
 
 def test_direct_image_deploy_as_on_the_reference_page(
