@@ -90,7 +90,7 @@ class SwarmRuntime(DockerRuntime):
         indexes: Sequence[int],
         credentials: RegistryCredentials | None = None,
     ) -> list[Container]:
-        """Create the service, or add tasks to it; wait for the new tasks to run."""
+        """Create the service, or add tasks to it; wait until Swarm has placed them."""
         if not indexes:
             return []
         if (
