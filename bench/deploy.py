@@ -75,7 +75,7 @@ import httpx
 from docker.errors import BuildError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from harness import launch_server, log_tail
+from harness import ensure_environment, launch_server, log_tail
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
@@ -183,19 +183,7 @@ class Services:
 
 
 def services() -> Services:
-    if not os.environ.get("DOCKER_HOST") or not os.environ.get("DOCKYARD_TEST_REGISTRY"):
-        log("running scripts/services.sh")
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "services.sh")],
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=300,
-            check=True,
-        )
-        for line in done.stdout.splitlines():
-            key, equals, value = line.partition("=")
-            if equals and key.isidentifier():
-                os.environ[key] = value.strip()
+    ensure_environment("services.sh", ("DOCKER_HOST", "DOCKYARD_TEST_REGISTRY"))
     found = Services(
         docker_host=os.environ["DOCKER_HOST"],
         registry=os.environ["DOCKYARD_TEST_REGISTRY"],

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
 START_TIMEOUT = 60.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_environment(script: str, wanted: tuple[str, ...]) -> None:
+    """Run ``scripts/<script>`` unless ``wanted`` are set; keep the KEY=VALUE lines it prints."""
+    if all(os.environ.get(name) for name in wanted):
+        return
+    print(f"running scripts/{script}", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    for line in done.stdout.splitlines():
+        key, equals, value = line.partition("=")
+        if equals and key.isidentifier():
+            os.environ[key] = value.strip()
 
 
 def die_with_parent() -> None:

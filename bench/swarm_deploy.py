@@ -94,6 +94,7 @@ from deploy import (
     services,
     settle,
 )
+from harness import ensure_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROUNDS = 5
@@ -125,20 +126,10 @@ class Swarm:
 
 
 def swarm_settings() -> Swarm:
-    wanted = ("DOCKYARD_SWARM_MANAGER", "DOCKYARD_SWARM_REGISTRY", "DOCKYARD_SWARM_NODE_ADDRESSES")
-    if not all(os.environ.get(name) for name in wanted):
-        log("running scripts/swarm.sh")
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "swarm.sh")],
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=300,
-            check=True,
-        )
-        for line in done.stdout.splitlines():
-            key, equals, value = line.partition("=")
-            if equals and key.isidentifier():
-                os.environ[key] = value.strip()
+    ensure_environment(
+        "swarm.sh",
+        ("DOCKYARD_SWARM_MANAGER", "DOCKYARD_SWARM_REGISTRY", "DOCKYARD_SWARM_NODE_ADDRESSES"),
+    )
     manager = os.environ["DOCKYARD_SWARM_MANAGER"]
     node2 = os.environ.get("DOCKYARD_SWARM_NODE2") or (
         "unix://" + str(Path(manager.removeprefix("unix://")).with_name("node2.sock"))

@@ -57,9 +57,12 @@ def environment_of(server: Server, app: str) -> dict[str, str]:
 
 
 class Outcomes(Counter[str]):
-    """How the requests of a loop ended, and how many were sent again."""
+    """How the requests of a loop ended, when each ended, and how many were sent again."""
 
-    retried = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeline: list[tuple[float, str]] = []
+        self.retried = 0
 
 
 @contextmanager
@@ -90,9 +93,10 @@ def request_loop(server: Server, app: str) -> Iterator[Outcomes]:
                 except (httpx.ReadError, httpx.RemoteProtocolError):
                     outcomes.retried += 1
                     outcome = get()
-                outcomes[outcome] += 1
             except httpx.HTTPError as exc:
-                outcomes[f"error {type(exc).__name__}"] += 1
+                outcome = f"error {type(exc).__name__}"
+            outcomes[outcome] += 1
+            outcomes.timeline.append((time.monotonic(), outcome))
             time.sleep(0.01)
 
     thread = threading.Thread(target=loop)

@@ -11,20 +11,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import docker
-import httpx
 import pytest
 
 from tests.integration.conftest import swarm_options, swarm_settings
 from tests.integration.gitpush import WEB_DOCKERFILE, WorkingCopy
-from tests.integration.registry import Registry, remove_swarm_services
+from tests.integration.registry import (
+    Registry,
+    app_objects,
+    engine_client,
+    remove_swarm_services,
+)
 from tests.integration.servers import Server
 from tests.integration.test_deploys import credentials, request_loop, served, show
 
@@ -64,33 +65,20 @@ def image(swarm: dict[str, str], name: str) -> str:
     return f"{swarm['DOCKYARD_SWARM_REGISTRY']}/dockyard-test/{name}"
 
 
-@contextmanager
-def timed_request_loop(server: Server, app: str) -> Iterator[list[tuple[float, str]]]:
-    """Requests through the router until the block ends: (when, outcome) of each."""
-    outcomes: list[tuple[float, str]] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                response = server.get(app)
-                outcome = f"{response.status_code} {response.text.strip()}"
-            except httpx.HTTPError as exc:
-                outcome = f"error {type(exc).__name__}"
-            outcomes.append((time.monotonic(), outcome))
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=loop)
-    thread.start()
-    try:
-        yield outcomes
-    finally:
-        stop.set()
-        thread.join()
-
-
 def addresses(server: Server, app: str) -> list[str]:
     return sorted(c["address"] for c in show(server, app)["containers"] if c["state"] == "running")
+
+
+def on_both_nodes(server: Server, swarm: dict[str, str], registry: Registry, prefix: str) -> str:
+    """A new app running web:v1 with 2 containers, one on each node."""
+    app = prefix + uuid.uuid4().hex[:6]
+    assert server.cli("apps:create", app).code == 0
+    deployed = server.run(
+        "deploy", "--app", app, "--docker-image", image(swarm, "web:v1"), *credentials(registry)
+    )
+    assert deployed.code == 0, deployed.text
+    assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
+    return app
 
 
 def test_direct_deploy_scaled_over_both_nodes(
@@ -123,13 +111,11 @@ def test_direct_deploy_scaled_over_both_nodes(
         assert [t for t in node["tasks"] if t.startswith(app)] != []
 
     # No registry credential in any service's environment.
-    client = docker.DockerClient(base_url=swarm["DOCKYARD_SWARM_MANAGER"], version="auto")
-    try:
-        for service in client.services.list(filters={"label": f"dockyard.app={app}"}):
-            assert registry.password not in json.dumps(service.attrs)
-            assert service.attrs["Spec"]["Labels"]["dockyard.release"].isdigit()
-    finally:
-        client.close()
+    services = app_objects("swarm", app)
+    assert services != []
+    for service in services:
+        assert registry.password not in service.attrs
+        assert service.labels["dockyard.release"].isdigit()
 
     # config:set restarts the app on the swarm, without a failed request.
     with request_loop(server, app) as outcomes:
@@ -178,28 +164,23 @@ def test_rotated_password_fails_clearly_and_fresh_one_works(
 def test_draining_a_node_moves_its_task_without_failed_requests(
     on_swarm: Server, swarm: dict[str, str], registry: Registry
 ) -> None:
-    server, app = on_swarm, "drain-" + uuid.uuid4().hex[:6]
-    assert server.cli("apps:create", app).code == 0
-    deployed = server.run(
-        "deploy", "--app", app, "--docker-image", image(swarm, "web:v1"), *credentials(registry)
-    )
-    assert deployed.code == 0, deployed.text
-    assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
-    client = docker.DockerClient(base_url=swarm["DOCKYARD_SWARM_MANAGER"], version="auto")
-    try:
+    server = on_swarm
+    app = on_both_nodes(server, swarm, registry, "drain-")
+    with engine_client("swarm") as client:
         (node2,) = [n for n in client.nodes.list() if n.attrs["Status"]["Addr"].endswith(".2")]
-        with request_loop(server, app) as outcomes:
-            node2.update({**node2.attrs["Spec"], "Availability": "drain"})
-            deadline = time.monotonic() + 60
-            while addresses(server, app) != [swarm["DOCKYARD_SWARM_REGISTRY"].split(":")[0]] * 2:
-                assert time.monotonic() < deadline, show(server, app)["containers"]
-                time.sleep(0.5)
-            time.sleep(2)  # the router follows the move
-        assert set(outcomes) == {"200 hello-v1"}, outcomes
-    finally:
-        node2.reload()
-        node2.update({**node2.attrs["Spec"], "Availability": "active"})
-        client.close()
+        try:
+            with request_loop(server, app) as outcomes:
+                node2.update({**node2.attrs["Spec"], "Availability": "drain"})
+                deadline = time.monotonic() + 60
+                manager = swarm["DOCKYARD_SWARM_REGISTRY"].split(":")[0]
+                while addresses(server, app) != [manager] * 2:
+                    assert time.monotonic() < deadline, show(server, app)["containers"]
+                    time.sleep(0.5)
+                time.sleep(2)  # the router follows the move
+            assert set(outcomes) == {"200 hello-v1"}, outcomes
+        finally:
+            node2.reload()
+            node2.update({**node2.attrs["Spec"], "Availability": "active"})
 
 
 def test_git_push_reaches_every_node_through_the_image_registry(
@@ -245,18 +226,13 @@ def test_a_lost_node_has_its_task_replaced_and_requests_keep_succeeding(
     on_swarm: Server, swarm: dict[str, str], registry: Registry
 ) -> None:
     """Node2's engine stops (its containers with it): Swarm replaces the task."""
-    server, app = on_swarm, "lost-" + uuid.uuid4().hex[:6]
+    server = on_swarm
+    app = on_both_nodes(server, swarm, registry, "lost-")
     manager = swarm["DOCKYARD_SWARM_REGISTRY"].split(":")[0]
-    assert server.cli("apps:create", app).code == 0
-    deployed = server.run(
-        "deploy", "--app", app, "--docker-image", image(swarm, "web:v1"), *credentials(registry)
-    )
-    assert deployed.code == 0, deployed.text
-    assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
     assert len(set(addresses(server, app))) == 2
     pid = int(Path("/run/dockyard-test/node2.pid").read_text())
     try:
-        with timed_request_loop(server, app) as outcomes:
+        with request_loop(server, app) as outcomes:
             time.sleep(1)
             lost_at = time.monotonic()
             os.kill(pid, signal.SIGTERM)
@@ -267,9 +243,10 @@ def test_a_lost_node_has_its_task_replaced_and_requests_keep_succeeding(
             time.sleep(2)  # the router follows the move
         # A request that a task on the lost node was answering at that moment
         # is lost with it; every other request succeeds.
-        failed = [(at - lost_at, what) for at, what in outcomes if what != "200 hello-v1"]
+        timeline = outcomes.timeline
+        failed = [(at - lost_at, what) for at, what in timeline if what != "200 hello-v1"]
         assert len(failed) <= 1 and all(0 <= at < 1 for at, _ in failed), failed
-        assert len(outcomes) - len(failed) > 100
+        assert len(timeline) - len(failed) > 100
         listed = json.loads(server.cli("nodes", "-o", "json").out)
         states = {n["address"]: n["state"] for n in listed}
         assert states[swarm["DOCKYARD_SWARM_NODE_ADDRESSES"].split(",")[1]] == "down"

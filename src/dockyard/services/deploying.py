@@ -97,28 +97,24 @@ def deploy(run: OperationRun) -> str:
         raise NeverDeployed(app.handle)
     run.check_cancelled()
 
-    release = platform.store.create_release(
-        app.id,
-        image=artifact.image,
-        source=artifact.source,
-        config_version=app.config_version,
-        services=artifact.services,
-        operation_id=run.operation.id,
-    )
+    def new_release(services: list[Service]) -> Release:
+        return platform.store.create_release(
+            app.id,
+            image=artifact.image,
+            source=artifact.source,
+            config_version=app.config_version,
+            services=services,
+            operation_id=run.operation.id,
+        )
+
+    release = new_release(artifact.services)
     if artifact.source.startswith("git:"):
         _keep_build(run, app, release)
     try:
         roll_out(run, app, release, values, health, given, artifact.pending)
     except ServicesDiffer as differ:
         run.log("The image's services differ from the ones started: starting the image's")
-        release = platform.store.create_release(
-            app.id,
-            image=artifact.image,
-            source=artifact.source,
-            config_version=app.config_version,
-            services=differ.services,
-            operation_id=run.operation.id,
-        )
+        release = new_release(differ.services)
         roll_out(run, app, release, values, health, given)
     version = platform.store.activate_release(
         app.id,
