@@ -33,6 +33,10 @@ REGISTRY_PID=$RUN/registry.pid
 REGISTRY_USER=dockyard
 BASE_IMAGE=$REGISTRY_ADDR/dockyard-test/busybox:latest
 LOGS=$STATE/log
+# Where the engine makes the apps' networks (one per app, each a /26): inside
+# 10.203.0.0/17 and apart from the Swarm test's pools, never Docker's
+# defaults (172.17.0.0/16..., 10.0.0.0/8).
+ENGINE_POOL=base=10.203.32.0/19,size=26
 
 log() { echo "services: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -98,7 +102,15 @@ docker_ping() {
 }
 
 start_docker() {
-  if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA "; then
+  # Apps' networks are kept apart by the host not forwarding between them
+  # (the test engine has no iptables rules to do it).
+  if [ "$(sysctl -n net.ipv4.ip_forward)" != 0 ]; then
+    log "turning IPv4 forwarding off (net.ipv4.ip_forward=0): the tests' app networks rely on it"
+    sysctl -qw net.ipv4.ip_forward=0
+  fi
+  # An engine started with other flags (an older checkout's) is restarted.
+  if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA " &&
+    pid_matches "$DOCKERD_PID" "--default-address-pool $ENGINE_POOL "; then
     for _ in $(seq 1 50); do
       if docker_ping; then
         log "Docker engine: reusing pid $(cat "$DOCKERD_PID")"
@@ -143,6 +155,7 @@ launch_docker() {
     --pidfile "$DOCKERD_PID" \
     --bridge=none --iptables=false --ip6tables=false \
     --ip-forward=false --ip-masq=false \
+    --default-address-pool "$ENGINE_POOL" \
     --insecure-registry "$REGISTRY_ADDR" --insecure-registry 10.203.0.1:5000 \
     </dev/null >"$LOGS/dockerd.log" 2>&1 9>&- &
   local pid=$!

@@ -40,10 +40,12 @@ NODE2_ADDR=$SUBNET.2
 LOCAL_REGISTRY=127.0.0.1:${DOCKYARD_SERVICES_REGISTRY_PORT:-5000}
 REGISTRY_ADDR=$HOST_ADDR:${DOCKYARD_SERVICES_REGISTRY_PORT:-5000}
 # Address pools for whatever network an engine or the swarm makes by itself
-# (docker_gwbridge, the ingress overlay): kept inside 10.203.0.0/16 and apart
-# from the veth's /24, never Docker's defaults (172.17.0.0/16..., 10.0.0.0/8).
-LOCAL_POOL=base=10.203.64.0/18,size=24
-SWARM_POOL=10.203.128.0/17
+# (docker_gwbridge, the ingress overlay, the builds' app networks): kept
+# inside 10.203.0.0/17 and apart from the veth's /24 and the test engine's
+# pool (10.203.32.0/19), never Docker's defaults (172.17.0.0/16...,
+# 10.0.0.0/8).
+LOCAL_POOL=base=10.203.64.0/19,size=26
+SWARM_POOL=10.203.96.0/19
 
 LOGS=$STATE/log
 FORWARD_PID=$RUN/swarm-registry-forward.pid

@@ -7,6 +7,7 @@ registry is the only place they come from during a test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -138,7 +139,7 @@ def docker_client() -> docker.DockerClient:
 
 
 def remove_app_containers(installations: set[str]) -> None:
-    """Remove the app containers of these installations (the servers a session ran)."""
+    """Remove the app containers and networks of these installations (the servers a session ran)."""
     if not os.environ.get("DOCKER_HOST"):
         return
     client = docker_client()
@@ -146,8 +147,19 @@ def remove_app_containers(installations: set[str]) -> None:
         for container in client.containers.list(all=True, filters={"label": "dockyard.app"}):
             if container.labels.get("dockyard.installation") in installations:
                 container.remove(force=True)
+        remove_app_networks(client, installations)
     finally:
         client.close()
+
+
+def remove_app_networks(client: docker.DockerClient, installations: set[str] | None) -> None:
+    """Remove the app networks of these installations (of all, given None)."""
+    for network in client.api.networks(filters={"label": "dockyard.app"}):
+        labels = network.get("Labels") or {}
+        if installations is None or labels.get("dockyard.installation") in installations:
+            # One still in use by a container being removed: the next run takes it.
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_network(network["Id"])
 
 
 def remove_swarm_services() -> None:
@@ -155,6 +167,7 @@ def remove_swarm_services() -> None:
     with engine_client("swarm") as client:
         for service in client.services.list(filters={"label": "dockyard.app"}):
             service.remove()
+        remove_app_networks(client, None)  # the builds' networks
         for node in client.nodes.list():
             if node.attrs["Spec"]["Availability"] != "active":
                 node.update({**node.attrs["Spec"], "Availability": "active"})

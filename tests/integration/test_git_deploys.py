@@ -455,7 +455,7 @@ def test_no_password_in_docker_inspect_of_builds(
         assert registry.password not in found.attrs
     release = show(server, app)["release"]["id"]
     with engine_client(backend) as client:  # the engine that built it
-        built = client.images.get(f"dockyard/{app}:{release}")
+        built = client.images.get(f"dockyard/{server.installation()}/{app}:{release}")
         assert registry.password not in json.dumps(built.attrs)
         assert registry.password not in json.dumps(built.history())
     for operation in operations(server, app):
@@ -499,14 +499,15 @@ def test_builds_are_tagged_per_release_and_pruned(
         repo.commit(web(registry, f"build {n}"))
         assert repo.push("main").code == 0
     release = show(server, app)["release"]["id"]
+    repository = f"dockyard/{server.installation()}/{app}"
     with engine_client(backend) as client:
         tags = sorted(
             tag
-            for image in client.images.list(name=f"dockyard/{app}")
+            for image in client.images.list(name=repository)
             for tag in image.tags
-            if tag.startswith(f"dockyard/{app}:")  # an image may serve other apps too
+            if tag.startswith(f"{repository}:")  # an image may serve other apps too
         )
-    assert f"dockyard/{app}:{release}" in tags
+    assert f"{repository}:{release}" in tags
     assert 1 <= len(tags) <= 6, tags  # the last five builds and the current release
 
 

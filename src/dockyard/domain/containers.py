@@ -47,7 +47,8 @@ class Container:
     index: int
     port: int
     state: str  # the engine's: running, exited, restarting, created...
-    # Where the router and health checks reach it: the node's address.
+    # Where the router and health checks reach it: its own address on its
+    # app's network, or (Swarm) its node's; empty while it has none.
     address: str = "127.0.0.1"
 
     @property
@@ -77,15 +78,28 @@ class Runtime(Protocol):
         self,
         context: Path,
         *,
+        app: str,
         credentials: Mapping[str, RegistryCredentials],
         from_images: list[ImageReference],
         timeout: float,
         on_line: Callable[[str], None],
     ) -> str:
-        """Build a tar context; return the image id. Each credential goes to its host only."""
+        """Build a tar context for ``app``; return the image id.
+
+        Its ``RUN`` steps run on the app's own network; each credential goes
+        to its host only.
+        """
         ...
 
     def tag(self, image: str, repository: str, tag: str) -> None: ...
+
+    def image_repository(self, app: str) -> str:
+        """Where the app's built images are tagged, apart from other installations'."""
+        ...
+
+    def forget(self, app: str) -> None:
+        """Remove what the runtime made for a deprovisioned app (network, built images)."""
+        ...
 
     def prune_tags(self, repository: str, keep: set[str]) -> list[str]: ...
 

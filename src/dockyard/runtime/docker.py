@@ -1,10 +1,20 @@
-"""The ``docker`` runtime: one Docker engine, containers with host networking."""
+"""The ``docker`` runtime: one Docker engine, each app on a network of its own.
+
+Every app gets a bridge network ``dy-<installation>-<app>`` that the runtime
+creates: its containers and its builds' ``RUN`` steps run there, in network
+namespaces of their own, and listen on ``PORT`` (5000) at their own address.
+The host's loopback listeners (the API, the database, the registry) are not
+on any such network, and a packet from one app's network to another's would
+have to be forwarded by the host, which the engine is told not to do
+(``--ip-forward=false``; with iptables, the engine's isolation rules drop it).
+The router, a host process, reaches each container at its address.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
-import socket
 import tarfile
 import threading
 import time
@@ -17,7 +27,6 @@ import requests
 from docker import APIClient
 from docker.auth import AuthConfig
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.models.containers import Container as DockerContainer
 from docker.types import LogConfig
 from docker.utils import kwargs_from_env
 
@@ -32,6 +41,10 @@ LABEL_RELEASE = "dockyard.release"
 LABEL_SERVICE = "dockyard.service"
 LABEL_INDEX = "dockyard.index"
 LABEL_PORT = "dockyard.port"
+
+# Each container has a network namespace of its own: every one listens on
+# the same port, as on Aptible and Dokku.
+APP_PORT = 5000
 
 _UNAUTHORIZED = (
     "unauthorized",
@@ -160,6 +173,35 @@ class DockerRuntime:
         # The server's own logins (~/.docker/config.json) must never serve an
         # app that gave no credentials.
         self._client.api._auth_configs = only_these({})  # type: ignore[attr-defined]
+        self._networks_lock = threading.Lock()
+
+    def network(self, app: str) -> str:
+        """The name of the app's own network, made if it is missing."""
+        name = f"dy-{self.installation}-{app}"
+        with self._networks_lock:
+            if not self._client.api.networks(names=[name]):
+                try:
+                    self._client.api.create_network(
+                        name,
+                        driver="bridge",
+                        check_duplicate=True,
+                        labels={LABEL_INSTALLATION: self.installation, LABEL_APP: app},
+                    )
+                except APIError as exc:
+                    if exc.status_code != 409:  # made meanwhile by another server
+                        raise
+        return name
+
+    def forget(self, app: str) -> None:
+        """Remove what the runtime made for a deprovisioned app: its network, its builds."""
+        for network in self._client.api.networks(filters={"label": self.label_filter(app)}):
+            with contextlib.suppress(NotFound):
+                self._client.api.remove_network(network["Id"])
+        self.prune_tags(self.image_repository(app), keep=set())
+
+    def image_repository(self, app: str) -> str:
+        """Where the app's built images are tagged: each installation has its own."""
+        return f"dockyard/{self.installation}/{app}"
 
     def close(self) -> None:
         self._client.close()
@@ -232,44 +274,35 @@ class DockerRuntime:
         return started
 
     def _run(self, spec: ContainerSpec, index: int, command: Any) -> Container:
-        port = self.free_port()
         container = self._client.containers.run(
             spec.image,
             command=command,
             name=f"dy-{self.installation}.{spec.app}.{spec.service}.{index}.r{spec.release}",
             detach=True,
-            network_mode="host",
+            network=self.network(spec.app),
             init=True,  # forwards SIGTERM, so a stop takes no full grace period
-            environment={**spec.environment, "PORT": str(port)},
+            environment={**spec.environment, "PORT": str(APP_PORT)},
             labels={
                 **self.labels(spec),
                 LABEL_INDEX: str(index),
-                LABEL_PORT: str(port),
+                LABEL_PORT: str(APP_PORT),
             },
             restart_policy={"Name": "always"},
             log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
         )
-        return self._container(container)
-
-    def free_port(self) -> int:
-        """A loopback port no process listens on and no app container claims."""
-        claimed = {c.port for c in self.containers()}
-        for _ in range(100):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = int(probe.getsockname()[1])
-            if port not in claimed:
-                return port
-        raise RuntimeError("no free port found")
+        container.reload()  # its address is known once it started
+        return self._container(container.attrs)
 
     def remove(self, containers: Sequence[Container], *, grace: float = 10.0) -> None:
         for found in containers:
             try:
-                container = self._client.containers.get(found.id)
-                container.stop(timeout=int(grace))
-                container.remove(force=True)
+                self._client.api.stop(found.id, timeout=int(grace))
+                self._client.api.remove_container(found.id, force=True)
             except NotFound:
                 pass
+            except APIError as exc:
+                if exc.status_code != 409:  # being removed by someone else already
+                    raise
 
     def label_filter(self, app: str | None = None) -> list[str]:
         """Select this installation's objects, of one app or of every app."""
@@ -287,12 +320,14 @@ class DockerRuntime:
         }
 
     def containers(self, app: str | None = None) -> list[Container]:
-        found = self._client.containers.list(all=True, filters={"label": self.label_filter(app)})
+        # One listing call: inspecting each container in turn would trip over
+        # those that another app's operation removes meanwhile.
+        found = self._client.api.containers(all=True, filters={"label": self.label_filter(app)})
         return [self._container(c) for c in found]
 
     def inspect(self, container_id: str) -> Container | None:
         try:
-            return self._container(self._client.containers.get(container_id))
+            return self._container(self._client.api.inspect_container(container_id))
         except NotFound:
             return None
 
@@ -305,18 +340,17 @@ class DockerRuntime:
 
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
         """The app's containers' output, each line prefixed by ``service.N |``."""
-        listed = self._client.containers.list(filters={"label": self.label_filter(app)})
         found = sorted(
-            ((self._container(c), c) for c in listed),
-            key=lambda pair: (pair[0].service, pair[0].index),
+            (c for c in self.containers(app) if c.running or c.state == "restarting"),
+            key=lambda c: (c.service, c.index),
         )
 
-        def producer(
-            prefix: str, container: DockerContainer
-        ) -> Callable[[list[Any]], Iterator[str]]:
+        def producer(prefix: str, container_id: str) -> Callable[[list[Any]], Iterator[str]]:
             def lines(keep: list[Any]) -> Iterator[str]:
                 try:
-                    stream = container.logs(stream=True, follow=follow, tail=tail)
+                    stream = self._client.api.logs(
+                        container_id, stream=True, follow=follow, tail=tail
+                    )
                     keep.append(stream)
                     pending = b""
                     for chunk in stream:
@@ -331,12 +365,13 @@ class DockerRuntime:
 
             return lines
 
-        return merge_lines([producer(f"{ours.service}.{ours.index + 1}", c) for ours, c in found])
+        return merge_lines([producer(f"{c.service}.{c.index + 1}", c.id) for c in found])
 
     def build(
         self,
         context: Path,
         *,
+        app: str,
         credentials: Mapping[str, RegistryCredentials],
         from_images: list[ImageReference],
         timeout: float,
@@ -359,7 +394,7 @@ class DockerRuntime:
                     rm=True,
                     forcerm=True,
                     decode=True,
-                    network_mode="host",  # as the app runs; the engine has no bridge
+                    network_mode=self.network(app),  # RUN steps: as the app runs
                     # Always ask the registry: a base image another app pulled
                     # must not serve a build that lacks the credentials for it.
                     pull=True,
@@ -422,19 +457,31 @@ class DockerRuntime:
             return False
         return True
 
-    @staticmethod
-    def _container(container: DockerContainer) -> Container:
-        labels = container.labels
-        state = container.attrs.get("State", {})
-        status = state.get("Status", "unknown") if isinstance(state, dict) else str(state)
-        if status == "running" and state.get("Restarting"):
-            status = "restarting"
+    def _container(self, found: Mapping[str, Any]) -> Container:
+        """A container as the engine lists it, or as it inspects it."""
+        listed = "Labels" in found
+        labels = found["Labels"] if listed else found["Config"]["Labels"]
+        state = found.get("State", {})
+        if isinstance(state, dict):
+            status = str(state.get("Status", "unknown"))
+            if status == "running" and state.get("Restarting"):
+                status = "restarting"
+        else:
+            status = str(state)
+        app = labels.get(LABEL_APP, "")
+        networks = (found.get("NetworkSettings") or {}).get("Networks") or {}
+        if "host" in networks:
+            address = "127.0.0.1"  # started by an earlier Dockyard, on the host network
+        else:
+            ours = networks.get(f"dy-{self.installation}-{app}") or {}
+            address = str(ours.get("IPAddress") or "")  # none while it is stopped
         return Container(
-            id=str(container.id),
-            app=labels.get(LABEL_APP, ""),
+            id=str(found["Id"]),
+            app=app,
             release=int(labels.get(LABEL_RELEASE, "0")),
             service=labels.get(LABEL_SERVICE, ""),
             index=int(labels.get(LABEL_INDEX, "0")),
             port=int(labels.get(LABEL_PORT, "0")),
             state=status,
+            address=address,
         )

@@ -370,6 +370,7 @@ class SwarmRuntime(DockerRuntime):
         self,
         context: Path,
         *,
+        app: str,
         credentials: Mapping[str, RegistryCredentials],
         from_images: list[ImageReference],
         timeout: float,
@@ -384,6 +385,7 @@ class SwarmRuntime(DockerRuntime):
             )
         image_id = super().build(
             context,
+            app=app,
             credentials=credentials,
             from_images=from_images,
             timeout=timeout,

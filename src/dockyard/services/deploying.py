@@ -255,6 +255,7 @@ def _build(
         run.log(f"Building commit {commit[:7]} (registry credentials for: {hosts})")
         image_id = platform.runtime().build(
             context,
+            app=app.handle,
             credentials=credentials,
             from_images=from_images(dockerfile),
             timeout=platform.build_timeout,
@@ -287,9 +288,9 @@ def _read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _keep_build(run: OperationRun, app: records.App, release: Release) -> None:
-    """Tag the build ``dockyard/<app>:<release>``; drop tags beyond the last few."""
+    """Tag the build ``dockyard/<installation>/<app>:<release>``; drop tags beyond the last few."""
     runtime = run.platform.runtime()
-    repository = f"dockyard/{app.handle}"
+    repository = runtime.image_repository(app.handle)
     runtime.tag(release.image, repository, str(release.id))
     recent = [r for r in run.platform.store.releases(app.id) if r.source.startswith("git:")]
     keep = {str(r.id) for r in recent[: run.platform.kept_builds]} | {str(release.id)}

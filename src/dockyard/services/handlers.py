@@ -52,12 +52,13 @@ def deprovision(run: OperationRun) -> str:
         containers = runtime.containers(app.handle)
         runtime.remove(containers)
         run.log(f"Removed {len(containers)} container(s) and the route")
+    platform.runtime().forget(app.handle)
     platform.store.delete_app(app.id)
     if platform.repositories is not None:
         platform.repositories.remove(app.handle)
     run.log(
         f"{app.handle} is deprovisioned: its configuration, stored registry credentials, "
-        "git repository and grants are deleted"
+        "git repository, network, built images and grants are deleted"
     )
     return f"{app.handle} deprovisioned"
 
