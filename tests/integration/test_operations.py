@@ -208,3 +208,36 @@ def test_json_output_everywhere(server: Server, app: str, command: list[str]) ->
     parsed = json.loads(result.out)
     expected = list if command[0] in ("apps", "users", "operations", "operation:logs") else dict
     assert isinstance(parsed, expected)
+
+
+def test_a_revoked_user_no_longer_sees_the_operations_they_started(
+    server: Server, app: str, user_token: Callable[[], tuple[str, str]]
+) -> None:
+    name, token = user_token()
+    assert server.cli("apps:grant", "--app", app, name).code == 0
+    started = json.loads(
+        server.cli("config:set", "--app", app, "E=5", "-o", "json", token=token).out
+    )
+    assert started["created_by"] == name
+    with server.http(token) as http:
+        assert http.get(f"/operations/{started['id']}").status_code == 200
+        assert [o["id"] for o in http.get(f"/apps/{app}/operations").json()] == [started["id"]]
+
+    assert server.cli("apps:revoke", "--app", app, name).code == 0
+    with server.http(token) as http:
+        for method, path in (
+            ("GET", f"/operations/{started['id']}"),
+            ("GET", f"/operations/{started['id']}/logs"),
+            ("GET", f"/operations/{started['id']}/logs?follow=true"),
+            ("POST", f"/operations/{started['id']}/cancel"),
+        ):
+            response = http.request(method, path)
+            assert response.status_code == 404, (method, path)
+            assert response.json()["message"] == f"operation {started['id']} not found"
+        listed = http.get(f"/apps/{app}/operations")
+        assert listed.status_code == 404
+        assert listed.json()["message"] == f"app {app!r} not found"
+    # The admin still sees it, unchanged.
+    shown = json.loads(server.cli("operation:show", str(started["id"]), "-o", "json").out)
+    assert shown["created_by"] == name
+    assert shown["cancel_requested"] is False

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from dockyard import __version__
-from dockyard.api import errors
+from dockyard.api import deps, errors
 from dockyard.api.routes import apps, configuration, git, operations, users
 from dockyard.api.schemas import Health
 from dockyard.services.context import Platform
@@ -23,7 +23,12 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def create_api(platform: Platform) -> FastAPI:
-    api = FastAPI(title="Dockyard", version=__version__, lifespan=_lifespan)
+    api = FastAPI(
+        title="Dockyard",
+        version=__version__,
+        lifespan=_lifespan,
+        dependencies=[Depends(deps.refuse_nul)],
+    )
     api.state.platform = platform
     errors.install(api)
 
@@ -31,6 +36,8 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations, git):
+    for module in (users, apps, configuration, operations):
         api.include_router(module.router)
+    # The git routes are written with the limits of what they read; their answers:
+    api.include_router(git.router, responses=errors.responses(401, 404, 409, 413, 422))
     return api

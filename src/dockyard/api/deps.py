@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.domain import records
+from dockyard.domain.errors import InvalidInput
 from dockyard.services import accounts
 from dockyard.services.context import Platform
 
@@ -36,3 +37,10 @@ async def get_user(
 
 
 CurrentUser = Annotated[records.User, Depends(get_user)]
+
+
+async def refuse_nul(request: Request) -> None:
+    """No NUL in a path or query: no name holds one, and PostgreSQL refuses them."""
+    query = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k + v for k, v in query):
+        raise InvalidInput("invalid request: the URL contains a NUL character (%00)")

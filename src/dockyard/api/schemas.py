@@ -1,22 +1,127 @@
-"""Request and response bodies; OpenAPI is generated from these."""
+"""Request and response bodies; OpenAPI is generated from these.
+
+Every string a request carries is ``Text`` or a stricter kind: no NUL (which
+PostgreSQL refuses) and no lone surrogate (which no database can encode). The
+JSON Schema of each field states the rule that is enforced, here or by the
+domain check named beside it, so the document tells clients the truth.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from dockyard.domain import records
+from dockyard.domain.building import validate_commitish
+from dockyard.domain.configuration import validate_key
+from dockyard.domain.errors import InvalidInput
+from dockyard.domain.names import validate_handle, validate_user_name
+from dockyard.services.deploying import MAX_CONTAINERS
+
+# The type of a validation error whose message is a domain rule's, shown as it is.
+DOMAIN_ERROR = "dockyard"
+# Ids are the databases' 64-bit integers: a larger one names nothing and is refused.
+MAX_ID = 2**63 - 1
+
+
+def _plain_text(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("text", "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "text", "not valid Unicode: holds a lone surrogate (such as \\ud800)"
+        ) from None
+    return value
+
+
+def _ruled(check: Callable[[str], object]) -> AfterValidator:
+    """Validate with a domain rule; its message (which may echo a name) is the answer."""
+
+    def run(value: str) -> str:
+        try:
+            check(value)
+        except InvalidInput as exc:
+            raise PydanticCustomError(DOMAIN_ERROR, "{message}", {"message": exc.message}) from None
+        return value
+
+    return AfterValidator(run)
+
+
+def _schema(**keywords: Any) -> Any:
+    return Field(json_schema_extra=keywords)
+
+
+_NO_NUL = "^[^\\x00]*$"
+
+Text = Annotated[str, AfterValidator(_plain_text), _schema(pattern=_NO_NUL)]
+Handle = Annotated[
+    str,
+    _ruled(validate_handle),
+    _schema(pattern="^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$", minLength=1, maxLength=63),
+]
+UserName = Annotated[
+    str,
+    _ruled(validate_user_name),
+    _schema(pattern="^[a-z][a-z0-9._-]{0,62}$", minLength=1, maxLength=63),
+]
+# Keys are stored in a 255-character column.
+ConfigKey = Annotated[
+    str,
+    _ruled(validate_key),
+    _schema(pattern="^[A-Za-z_][A-Za-z0-9_]*$", minLength=1, maxLength=255),
+]
+# The value's size limit (in UTF-8 bytes) is the domain's, checked after this.
+ConfigValue = Text
+ConfigValues = Annotated[
+    dict[ConfigKey, ConfigValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "minLength": 1,
+                "maxLength": 255,
+            },
+            "additionalProperties": {"type": "string", "pattern": _NO_NUL},
+        }
+    ),
+]
+Commitish = Annotated[
+    str,
+    AfterValidator(_plain_text),
+    _schema(pattern="^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$", minLength=1, maxLength=200),
+]
+ServiceName = Annotated[
+    str,
+    AfterValidator(_plain_text),
+    _schema(pattern="^[a-z][a-z0-9_-]{0,29}$", minLength=1, maxLength=30),
+]
+
+# Path and query parameters.
+HandlePath = Annotated[Handle, Path(description="The app's handle")]
+UserNamePath = Annotated[UserName, Path(description="A user's name")]
+ConfigKeyPath = Annotated[ConfigKey, Path(description="A configuration key")]
+OperationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The operation's id")]
+LogLineId = Annotated[int, Query(ge=0, le=MAX_ID, description="Only lines after this log line id")]
+TailLines = Annotated[int, Query(ge=0, le=MAX_ID, description="Lines to show first")]
 
 
 class ErrorOut(BaseModel):
+    """Every error answer: a stable code and a message a user can act on."""
+
     error: str
     message: str
 
 
 class UserIn(BaseModel):
-    name: str
+    name: UserName
     admin: bool = False
 
 
@@ -35,7 +140,7 @@ class UserCreated(UserOut):
 
 
 class AppIn(BaseModel):
-    handle: str
+    handle: Handle
 
 
 class AppOut(BaseModel):
@@ -72,21 +177,22 @@ class AppDetail(AppOut):
 
 
 class ScaleIn(BaseModel):
-    service: str
-    container_count: int
+    service: ServiceName
+    # The bounds are the domain's (``check_scale``), with its messages.
+    container_count: Annotated[int, _schema(minimum=0, maximum=MAX_CONTAINERS)]
 
 
 class DeployIn(BaseModel):
-    docker_image: str | None = None
-    git_commitish: str | None = None
-    private_registry_username: str | None = None
-    private_registry_password: str | None = None
-    set: dict[str, str] = Field(default_factory=dict)
-    unset: list[str] = Field(default_factory=list)
+    docker_image: Text | None = None
+    git_commitish: Annotated[Commitish, _ruled(validate_commitish)] | None = None
+    private_registry_username: Text | None = None
+    private_registry_password: Text | None = None
+    set: ConfigValues = Field(default_factory=dict)
+    unset: list[ConfigKey] = Field(default_factory=list)
 
 
 class GrantIn(BaseModel):
-    user: str
+    user: UserName
 
 
 class ConfigOut(BaseModel):
@@ -102,8 +208,8 @@ class ConfigValueOut(BaseModel):
 
 
 class ConfigChangeIn(BaseModel):
-    set: dict[str, str] = Field(default_factory=dict)
-    unset: list[str] = Field(default_factory=list)
+    set: ConfigValues = Field(default_factory=dict)
+    unset: list[ConfigKey] = Field(default_factory=list)
 
 
 class OperationOut(BaseModel):

@@ -23,13 +23,23 @@ def start(
 
 
 def find(platform: Platform, user: records.User, operation_id: int) -> records.Operation:
-    """The operation, if the user may see its app (or started it)."""
+    """The operation, if the user may see its app now.
+
+    Starting an operation gives no lasting right to it: once a grant is revoked
+    the user sees none of that app's operations. A deprovision outlives its
+    app, so the user who started it may still read how it ended.
+    """
     operation = platform.store.get_operation(operation_id)
     if operation is None:
         raise OperationNotFound(operation_id)
-    if user.is_admin or operation.created_by == user.name:
+    if user.is_admin:
         return operation
-    if operation.app_id is None or not platform.store.can_see_app(operation.app_id, user):
+    if operation.app_id is None:
+        started_it = operation.created_by == user.name
+        if started_it and operation.type is OperationType.DEPROVISION:
+            return operation
+        raise OperationNotFound(operation_id)
+    if not platform.store.can_see_app(operation.app_id, user):
         raise OperationNotFound(operation_id)
     return operation
 

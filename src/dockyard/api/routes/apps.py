@@ -8,6 +8,7 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.deps import CurrentUser, PlatformDep
+from dockyard.api.errors import responses
 from dockyard.api.schemas import (
     AppDetail,
     AppIn,
@@ -15,9 +16,12 @@ from dockyard.api.schemas import (
     ContainerOut,
     DeployIn,
     GrantIn,
+    HandlePath,
     OperationOut,
     ReleaseOut,
     ScaleIn,
+    TailLines,
+    UserNamePath,
 )
 from dockyard.domain import records
 from dockyard.domain.configuration import ConfigChange
@@ -39,7 +43,7 @@ def _out(platform: Platform, app: records.App) -> AppOut:
 _APP_LIST = TypeAdapter(list[AppOut])
 
 
-@router.get("/apps", response_model=list[AppOut])
+@router.get("/apps", response_model=list[AppOut], responses=responses(401))
 async def list_apps(platform: PlatformDep, user: CurrentUser) -> Response:
     # The API's busiest read: served from bytes kept since the last write
     # when this process is the only writer, else one thread hop to the store.
@@ -55,13 +59,13 @@ async def list_apps(platform: PlatformDep, user: CurrentUser) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.post("/apps", status_code=201)
+@router.post("/apps", status_code=201, responses=responses(401, 409, 413, 422))
 def create_app(body: AppIn, platform: PlatformDep, user: CurrentUser) -> AppOut:
     return _out(platform, apps.create(platform, user, body.handle))
 
 
-@router.get("/apps/{handle}")
-def show_app(handle: str, platform: PlatformDep, user: CurrentUser) -> AppDetail:
+@router.get("/apps/{handle}", responses=responses(401, 404, 422, 503))
+def show_app(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> AppDetail:
     app = apps.find(platform, user, handle)
     now = releases.running(platform, app)
     release = now.release
@@ -94,8 +98,10 @@ def show_app(handle: str, platform: PlatformDep, user: CurrentUser) -> AppDetail
     )
 
 
-@router.post("/apps/{handle}/deploy", status_code=202)
-def deploy(handle: str, body: DeployIn, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+@router.post("/apps/{handle}/deploy", status_code=202, responses=responses(401, 404, 409, 413, 422))
+def deploy(
+    handle: HandlePath, body: DeployIn, platform: PlatformDep, user: CurrentUser
+) -> OperationOut:
     operation = releases.start_deploy(
         platform,
         user,
@@ -109,8 +115,10 @@ def deploy(handle: str, body: DeployIn, platform: PlatformDep, user: CurrentUser
     return OperationOut.of(operation)
 
 
-@router.post("/apps/{handle}/scale", status_code=202)
-def scale(handle: str, body: ScaleIn, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+@router.post("/apps/{handle}/scale", status_code=202, responses=responses(401, 404, 409, 413, 422))
+def scale(
+    handle: HandlePath, body: ScaleIn, platform: PlatformDep, user: CurrentUser
+) -> OperationOut:
     operation = releases.start_scale(platform, user, handle, body.service, body.container_count)
     return OperationOut.of(operation)
 
@@ -118,13 +126,13 @@ def scale(handle: str, body: ScaleIn, platform: PlatformDep, user: CurrentUser) 
 @router.get(
     "/apps/{handle}/logs",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, **responses(401, 404, 422, 503)},
 )
 def app_logs(
-    handle: str,
+    handle: HandlePath,
     platform: PlatformDep,
     user: CurrentUser,
-    tail: int = 100,
+    tail: TailLines = 100,
     follow: bool = False,
 ) -> StreamingResponse:
     """The containers' output as text lines, ``service.N | line``; ``follow`` streams on."""
@@ -132,29 +140,33 @@ def app_logs(
     return StreamingResponse((line + "\n" for line in lines), media_type="text/plain")
 
 
-@router.get("/nodes")
+@router.get("/nodes", responses=responses(401, 503))
 def list_nodes(platform: PlatformDep, user: CurrentUser) -> list[dict[str, Any]]:
     """The hosts apps run on, with the tasks of your apps on each."""
     return releases.nodes(platform, user)
 
 
-@router.post("/apps/{handle}/restart", status_code=202)
-def restart(handle: str, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+@router.post("/apps/{handle}/restart", status_code=202, responses=responses(401, 404, 409, 422))
+def restart(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> OperationOut:
     return OperationOut.of(releases.start_restart(platform, user, handle))
 
 
-@router.delete("/apps/{handle}", status_code=202)
-def deprovision_app(handle: str, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+@router.delete("/apps/{handle}", status_code=202, responses=responses(401, 404, 409, 422))
+def deprovision_app(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> OperationOut:
     return OperationOut.of(apps.deprovision(platform, user, handle))
 
 
-@router.post("/apps/{handle}/grants", status_code=204)
-def grant(handle: str, body: GrantIn, platform: PlatformDep, user: CurrentUser) -> Response:
+@router.post("/apps/{handle}/grants", status_code=204, responses=responses(401, 403, 404, 413, 422))
+def grant(handle: HandlePath, body: GrantIn, platform: PlatformDep, user: CurrentUser) -> Response:
     apps.grant(platform, user, handle, body.user)
     return Response(status_code=204)
 
 
-@router.delete("/apps/{handle}/grants/{user_name}", status_code=204)
-def revoke(handle: str, user_name: str, platform: PlatformDep, user: CurrentUser) -> Response:
+@router.delete(
+    "/apps/{handle}/grants/{user_name}", status_code=204, responses=responses(401, 403, 404, 422)
+)
+def revoke(
+    handle: HandlePath, user_name: UserNamePath, platform: PlatformDep, user: CurrentUser
+) -> Response:
     apps.revoke(platform, user, handle, user_name)
     return Response(status_code=204)

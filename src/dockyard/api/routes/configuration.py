@@ -3,15 +3,25 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from dockyard.api.deps import CurrentUser, PlatformDep
-from dockyard.api.schemas import ConfigChangeIn, ConfigOut, ConfigValueOut, OperationOut
+from dockyard.api.errors import responses
+from dockyard.api.schemas import (
+    ConfigChangeIn,
+    ConfigKeyPath,
+    ConfigOut,
+    ConfigValueOut,
+    HandlePath,
+    OperationOut,
+)
 from dockyard.domain.configuration import ConfigChange, is_secret
 from dockyard.services import configuration
 
 router = APIRouter(tags=["configuration"])
 
 
-@router.get("/apps/{handle}/configuration")
-def show(handle: str, platform: PlatformDep, user: CurrentUser, reveal: bool = False) -> ConfigOut:
+@router.get("/apps/{handle}/configuration", responses=responses(401, 404, 422))
+def show(
+    handle: HandlePath, platform: PlatformDep, user: CurrentUser, reveal: bool = False
+) -> ConfigOut:
     config = configuration.current(platform, user, handle, reveal=reveal)
     return ConfigOut(
         version=config.version,
@@ -20,22 +30,28 @@ def show(handle: str, platform: PlatformDep, user: CurrentUser, reveal: bool = F
     )
 
 
-@router.get("/apps/{handle}/configuration/{key}")
+@router.get("/apps/{handle}/configuration/{key}", responses=responses(401, 404, 422))
 def get_value(
-    handle: str, key: str, platform: PlatformDep, user: CurrentUser, reveal: bool = False
+    handle: HandlePath,
+    key: ConfigKeyPath,
+    platform: PlatformDep,
+    user: CurrentUser,
+    reveal: bool = False,
 ) -> ConfigValueOut:
     value = configuration.get(platform, user, handle, key, reveal=reveal)
     return ConfigValueOut(key=key, value=value, masked=not reveal and is_secret(key))
 
 
-@router.post("/apps/{handle}/configuration", status_code=202)
+@router.post(
+    "/apps/{handle}/configuration", status_code=202, responses=responses(401, 404, 409, 413, 422)
+)
 def change(
-    handle: str, body: ConfigChangeIn, platform: PlatformDep, user: CurrentUser
+    handle: HandlePath, body: ConfigChangeIn, platform: PlatformDep, user: CurrentUser
 ) -> OperationOut:
     requested = ConfigChange(set=body.set, unset=frozenset(body.unset))
     return OperationOut.of(configuration.change(platform, user, handle, requested))
 
 
-@router.get("/apps/{handle}/configuration-versions")
-def versions(handle: str, platform: PlatformDep, user: CurrentUser) -> list[int]:
+@router.get("/apps/{handle}/configuration-versions", responses=responses(401, 404, 422))
+def versions(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> list[int]:
     return configuration.history(platform, user, handle)

@@ -9,7 +9,15 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.deps import CurrentUser, PlatformDep
-from dockyard.api.schemas import LogEvent, LogLineOut, OperationOut
+from dockyard.api.errors import responses
+from dockyard.api.schemas import (
+    HandlePath,
+    LogEvent,
+    LogLineId,
+    LogLineOut,
+    OperationId,
+    OperationOut,
+)
 from dockyard.domain import records
 from dockyard.services import apps, operations
 from dockyard.services.context import Platform
@@ -20,32 +28,38 @@ router = APIRouter(tags=["operations"])
 FOLLOW_POLL_SECONDS = 0.5
 
 
-@router.get("/apps/{handle}/operations")
-def list_operations(handle: str, platform: PlatformDep, user: CurrentUser) -> list[OperationOut]:
+@router.get("/apps/{handle}/operations", responses=responses(401, 404, 422))
+def list_operations(
+    handle: HandlePath, platform: PlatformDep, user: CurrentUser
+) -> list[OperationOut]:
     app = apps.find(platform, user, handle)
     return [OperationOut.of(o) for o in operations.list_for_app(platform, app)]
 
 
-@router.get("/operations/{operation_id}")
-def show_operation(operation_id: int, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+@router.get("/operations/{operation_id}", responses=responses(401, 404, 422))
+def show_operation(
+    operation_id: OperationId, platform: PlatformDep, user: CurrentUser
+) -> OperationOut:
     return OperationOut.of(operations.find(platform, user, operation_id))
 
 
-@router.post("/operations/{operation_id}/cancel")
-def cancel_operation(operation_id: int, platform: PlatformDep, user: CurrentUser) -> OperationOut:
+@router.post("/operations/{operation_id}/cancel", responses=responses(401, 404, 409, 422))
+def cancel_operation(
+    operation_id: OperationId, platform: PlatformDep, user: CurrentUser
+) -> OperationOut:
     return OperationOut.of(operations.cancel(platform, user, operation_id))
 
 
 @router.get(
     "/operations/{operation_id}/logs",
     response_model=list[LogLineOut],
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses={200: {"content": {"application/x-ndjson": {}}}, **responses(401, 404, 422)},
 )
 def operation_logs(
-    operation_id: int,
+    operation_id: OperationId,
     platform: PlatformDep,
     user: CurrentUser,
-    after: int = 0,
+    after: LogLineId = 0,
     follow: bool = False,
 ) -> list[LogLineOut] | StreamingResponse:
     """The operation's log; with ``follow``, NDJSON ``LogEvent``s until it ends."""
