@@ -12,12 +12,18 @@ from tests.integration.test_deploys import credentials, deploy, request_loop, sh
 ON_SWARM = True  # on Swarm, scaling down restarts with the new count (see deploying.scale)
 
 
-def ports_seen(server: Server, app: str, requests: int = 20) -> set[str]:
+def containers_seen(server: Server, app: str, requests: int = 20) -> set[tuple[str, str]]:
+    """The containers that answered, told apart by host name and ``PORT``.
+
+    Each container has its own host name (Swarm tasks on the host network
+    share the node's, and differ by port).
+    """
     seen = set()
     for _ in range(requests):
         response = server.get(app, "/cgi-bin/env")
         assert response.status_code == 200
-        seen |= {line for line in response.text.splitlines() if line.startswith("PORT=")}
+        env = dict(line.split("=", 1) for line in response.text.splitlines() if "=" in line)
+        seen.add((env["HOSTNAME"], env["PORT"]))
     return seen
 
 
@@ -31,8 +37,8 @@ def test_scale_up_and_down_without_dropping_requests(
         assert "Scaling" in up.out and "from 1 to 3" in up.out
         containers = show(server, app)["containers"]
         assert sorted(c["index"] for c in containers) == [0, 1, 2]
-        assert len({c["port"] for c in containers}) == 3
-        assert len(ports_seen(server, app)) == 3  # the router balances over all three
+        assert len({(c["address"], c["port"]) for c in containers}) == 3
+        assert len(containers_seen(server, app)) == 3  # the router balances over all three
 
         down = server.run("apps:scale", "--app", app, "cmd", "--container-count", "1")
         assert down.code == 0, down.text
@@ -43,7 +49,7 @@ def test_scale_up_and_down_without_dropping_requests(
     assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
     assert server.cli("restart", "--app", app).code == 0
     assert len(show(server, app)["containers"]) == 2
-    assert len(ports_seen(server, app)) == 2
+    assert len(containers_seen(server, app)) == 2
     printed = server.cli("logs", "--app", app, "--no-follow", "--tail", "5")
     assert printed.code == 0, printed.text
     prefixes = {line.split(" | ")[0] for line in printed.out.splitlines()}
