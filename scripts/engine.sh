@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # For `make run`: make sure a Docker engine answers, starting one if none does.
 # An engine that DOCKER_HOST (or the default socket) reaches is used as it is;
-# otherwise dockerd starts in the background with host networking only (apps
-# run with host networking), logging to .dockyard/dockerd.log.
+# otherwise dockerd starts in the background, logging to .dockyard/dockerd.log,
+# without its default bridge (each app gets a network of its own) and with
+# its iptables rules: they keep the apps' networks apart and give them egress.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ if [ -n "${DOCKER_HOST:-}" ]; then
 fi
 mkdir -p .dockyard
 echo "engine: starting dockerd (log: .dockyard/dockerd.log)" >&2
-setsid dockerd --bridge=none --iptables=false >.dockyard/dockerd.log 2>&1 < /dev/null &
+setsid dockerd --bridge=none >.dockyard/dockerd.log 2>&1 < /dev/null &
 for _ in $(seq 1 100); do
   docker info >/dev/null 2>&1 && exit 0
   sleep 0.2

@@ -163,6 +163,12 @@ ping_sock() {
 start_engine() {
   local name=$1 sock=$2 data=$3 exec_root=$4 pidfile=$5
   shift 5
+  # An engine started with other address pools (an older checkout's) is restarted.
+  if pid_matches "$pidfile" "--data-root $data " &&
+    ! pid_matches "$pidfile" "--default-address-pool $LOCAL_POOL "; then
+    log "$name engine: started with other address pools; restarting it"
+    stop_engine "$name" "$sock" "$data" "$exec_root" "$pidfile"
+  fi
   if pid_matches "$pidfile" "--data-root $data "; then
     for _ in $(seq 1 50); do
       if ping_sock "$sock"; then
@@ -257,9 +263,10 @@ start_node2() {
 swarm_field() { dk "$1" info --format "$2" 2>/dev/null || true; }
 
 start_swarm() {
-  local state node2_id cluster token code
+  local state pool node2_id cluster token code
   state=$(swarm_field "$MANAGER_SOCK" '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}')
-  if [ "$state" = "active true $HOST_ADDR" ]; then
+  pool=$(swarm_field "$MANAGER_SOCK" '{{.Swarm.Cluster.DefaultAddrPool}}')
+  if [ "$state" = "active true $HOST_ADDR" ] && [ "$pool" = "[$SWARM_POOL]" ]; then
     log "swarm: manager is active on $HOST_ADDR"
   else
     [[ $state == inactive* ]] || quiet dk "$MANAGER_SOCK" swarm leave --force
