@@ -142,11 +142,14 @@ def nodes(platform: Platform, user: records.User) -> list[dict[str, Any]]:
     runtime = platform.runtime()
     containers = [c for c in runtime.containers() if c.app in visible]
     found = []
-    for node in runtime.nodes():
+    listed = runtime.nodes()
+    for node in listed:
+        # One engine runs every container (at addresses of their own); on
+        # Swarm a task is at its node's address.
         tasks = sorted(
             f"{c.app} {c.service}.{c.index + 1}"
             for c in containers
-            if c.address == node["address"] and c.running
+            if c.running and (len(listed) == 1 or c.address == node["address"])
         )
         found.append({**node, "tasks": tasks})
     return found
