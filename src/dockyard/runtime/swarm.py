@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,6 +80,7 @@ class SwarmRuntime(DockerRuntime):
         super().__init__(installation, base_url)
         self._addresses: dict[str, str] = {}
         self._released: dict[int, float] = {}  # port block -> when its service was removed
+        self._blocks_lock = threading.Lock()
         self.image_registry = image_registry
         self._registry_credentials = image_registry_credentials
 
@@ -119,6 +121,14 @@ class SwarmRuntime(DockerRuntime):
             time.sleep(0.02)
 
     def _create(
+        self, spec: ContainerSpec, replicas: int, credentials: RegistryCredentials | None
+    ) -> str:
+        # Held until the service exists: two apps' deploys in this process
+        # must not choose the same block.
+        with self._blocks_lock:
+            return self._create_on_free_block(spec, replicas, credentials)
+
+    def _create_on_free_block(
         self, spec: ContainerSpec, replicas: int, credentials: RegistryCredentials | None
     ) -> str:
         block = self._free_block()
