@@ -8,9 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from dockyard.api.schemas import DOMAIN_ERROR, ErrorOut
 from dockyard.domain import errors
+from dockyard.domain.limits import TooLarge
 
 STATUS = {
     errors.InvalidInput: 422,
@@ -22,6 +24,7 @@ STATUS = {
     errors.ImageNotFound: 502,
     errors.RegistryUnreachable: 502,
     errors.EngineUnreachable: 503,
+    TooLarge: 413,
 }
 
 INTERNAL_ERROR = "internal error: see the server log"
@@ -74,6 +77,14 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> str:
     return f"invalid request: {where}: {first.get('msg', 'invalid')}"
 
 
+def _allowed(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.DockyardError)
     async def dockyard_error(_: Request, exc: errors.DockyardError) -> JSONResponse:
@@ -84,12 +95,17 @@ def install(app: FastAPI) -> None:
         return _body("invalid", _invalid_request(request, exc), 422)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             # FastAPI's answer to a body that is not UTF-8: invalid input like any other.
             return _body("invalid", _NOT_JSON, 422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return _body(code, str(exc.detail), exc.status_code)
+        response = _body(code, str(exc.detail), exc.status_code)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of one route; RFC 9110 wants all the path's.
+            response.headers["Allow"] = ", ".join(_allowed(request))
+        return response
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:

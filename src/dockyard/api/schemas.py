@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from dockyard.domain import records
@@ -120,7 +120,13 @@ class ErrorOut(BaseModel):
     message: str
 
 
-class UserIn(BaseModel):
+class _In(BaseModel):
+    """A request body: strict, so ``0`` is no boolean and ``"1"`` no integer, as the schema says."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class UserIn(_In):
     name: UserName
     admin: bool = False
 
@@ -139,7 +145,7 @@ class UserCreated(UserOut):
     token: str
 
 
-class AppIn(BaseModel):
+class AppIn(_In):
     handle: Handle
 
 
@@ -176,13 +182,13 @@ class AppDetail(AppOut):
     registry_hosts: list[str]
 
 
-class ScaleIn(BaseModel):
+class ScaleIn(_In):
     service: ServiceName
     # The bounds are the domain's (``check_scale``), with its messages.
     container_count: Annotated[int, _schema(minimum=0, maximum=MAX_CONTAINERS)]
 
 
-class DeployIn(BaseModel):
+class DeployIn(_In):
     docker_image: Text | None = None
     git_commitish: Annotated[Commitish, _ruled(validate_commitish)] | None = None
     private_registry_username: Text | None = None
@@ -191,7 +197,7 @@ class DeployIn(BaseModel):
     unset: list[ConfigKey] = Field(default_factory=list)
 
 
-class GrantIn(BaseModel):
+class GrantIn(_In):
     user: UserName
 
 
@@ -207,7 +213,7 @@ class ConfigValueOut(BaseModel):
     masked: bool
 
 
-class ConfigChangeIn(BaseModel):
+class ConfigChangeIn(_In):
     set: ConfigValues = Field(default_factory=dict)
     unset: list[ConfigKey] = Field(default_factory=list)
 
