@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
@@ -126,7 +127,9 @@ def test_largest_id_is_simply_not_found(server: Server) -> None:
 @pytest.fixture(params=["h11", "httptools"])
 def failing_server(request: pytest.FixtureRequest) -> Iterator[str]:
     """The real API app with one extra route that always fails, served by uvicorn."""
-    api = create_api(cast(Platform, None))  # the routes used here never reach the platform
+    # The routes used here never reach the platform; create_api reads only its limits.
+    platform = SimpleNamespace(limits=SimpleNamespace(request_body=1 << 20))
+    api = create_api(cast(Platform, platform))
 
     @api.get("/fail")
     def fail() -> None:
