@@ -17,6 +17,7 @@ import uvicorn
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
 from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.limits import Limits
 from dockyard.git.repositories import Repositories
 from dockyard.router.caddy import CaddyRouter
 from dockyard.router.probe import http_status
@@ -50,6 +51,7 @@ class ServerSettings:
     image_registry: str | None = None
     image_registry_username: str | None = None
     image_registry_password: str | None = None
+    limits: Limits = Limits()  # noqa: RUF009 (frozen: one shared value is safe)
 
 
 def make_runtime(settings: ServerSettings, installation: str) -> DockerRuntime:
@@ -101,6 +103,7 @@ def build_platform(settings: ServerSettings) -> Platform:
         internal_url=f"http://{_loopback(settings.host)}:{settings.port}",
         builds_dir=settings.data_dir / "builds",
         build_timeout=settings.build_timeout,
+        limits=settings.limits,
     )
     token = bootstrap_admin(platform)
     if token is not None:

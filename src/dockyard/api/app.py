@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 
 from dockyard import __version__
 from dockyard.api import deps, errors
+from dockyard.api.limits import BodyLimit
 from dockyard.api.routes import apps, configuration, git, operations, users
 from dockyard.api.schemas import Health
 from dockyard.services.context import Platform
@@ -31,6 +32,7 @@ def create_api(platform: Platform) -> FastAPI:
     )
     api.state.platform = platform
     errors.install(api)
+    api.add_middleware(BodyLimit, limit=platform.limits.request_body)
 
     @api.get("/healthz", tags=["health"])
     def healthz() -> Health:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import click
 
+from dockyard.cli.limits import limit_options
+from dockyard.domain.limits import Limits
+
 StartServer = Callable[..., None]
 
 
@@ -91,6 +94,7 @@ def server_command(start: StartServer) -> click.Command:
         envvar="DOCKYARD_IMAGE_REGISTRY_PASSWORD",
         help="Better given in DOCKYARD_IMAGE_REGISTRY_PASSWORD than on the command line.",
     )
+    @limit_options
     def server(
         image_registry: str | None,
         image_registry_username: str | None,
@@ -106,6 +110,7 @@ def server_command(start: StartServer) -> click.Command:
         router_admin: str,
         domain: str,
         docker_host: str | None,
+        limits: Limits,
     ) -> None:
         """Run the Dockyard server in the foreground."""
         host, port = _listen(listen)
@@ -127,6 +132,7 @@ def server_command(start: StartServer) -> click.Command:
             image_registry=image_registry,
             image_registry_username=image_registry_username,
             image_registry_password=image_registry_password,
+            limits=limits,
         )
 
     return server

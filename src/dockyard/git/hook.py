@@ -14,9 +14,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import BinaryIO
 
 from dockyard.domain.building import DEFAULT_BRANCHES, ZERO_COMMIT
 
@@ -55,11 +57,13 @@ class Api:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def open(
-        self, path: str, body: bytes | None = None, content_type: str = ""
+        self, path: str, body: BinaryIO | None = None, content_type: str = ""
     ) -> http.client.HTTPResponse:
         headers = dict(self.headers)
         if content_type:
             headers["Content-Type"] = content_type
+        if body is not None:
+            headers["Content-Length"] = str(os.fstat(body.fileno()).st_size)
         request = urllib.request.Request(self.url + path, data=body, headers=headers)
         try:
             response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=60)
@@ -73,16 +77,19 @@ class ApiRefused(Exception):
 
 
 def _deploy(api: Api, app: str, commit: str, branch: str) -> int:
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", commit], stdout=subprocess.PIPE, check=True
-    ).stdout
     query = urllib.parse.urlencode({"commit": commit, "branch": branch})
-    try:
-        with api.open(f"/apps/{app}/git-deploys?{query}", archive, "application/x-tar") as answer:
-            operation = json.loads(answer.read())
-    except (ApiRefused, OSError) as exc:
-        print(f"Dockyard: {exc}")
-        return 1
+    # A file, not memory: the tree may be large (the server bounds it).
+    with tempfile.TemporaryFile() as archive:
+        subprocess.run(["git", "archive", "--format=tar", commit], stdout=archive, check=True)
+        archive.seek(0)
+        try:
+            with api.open(
+                f"/apps/{app}/git-deploys?{query}", archive, "application/x-tar"
+            ) as answer:
+                operation = json.loads(answer.read())
+        except (ApiRefused, OSError) as exc:
+            print(f"Dockyard: {exc}")
+            return 1
     print(f"Dockyard: deploying {branch} ({commit[:7]}) as operation {operation['id']}")
     final: dict[str, object] = {}
     with api.open(f"/operations/{operation['id']}/logs?follow=true") as stream:

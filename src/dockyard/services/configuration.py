@@ -40,6 +40,8 @@ def change(
     if change.empty:
         raise InvalidConfigArgument("no configuration changes given: pass KEY=VALUE arguments")
     HealthCheck.from_configuration(change.set)  # refuse a bad setting before queueing
+    # Checked again when the operation runs: changes queued together may add up.
+    platform.limits.check_change(platform.store.configuration(app.id).values, change)
     return start(
         platform,
         app,

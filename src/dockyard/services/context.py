@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dockyard.domain.containers import Router, Runtime
 from dockyard.domain.errors import DockyardError
+from dockyard.domain.limits import Limits
 from dockyard.domain.records import User
 from dockyard.git.repositories import Repositories
 from dockyard.services.events import Events
@@ -44,6 +45,7 @@ class Platform:
     builds_dir: Path = Path("/tmp")
     build_timeout: float = 1800.0
     kept_builds: int = 5
+    limits: Limits = field(default_factory=Limits)
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)

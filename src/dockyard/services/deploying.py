@@ -68,6 +68,8 @@ def deploy(run: OperationRun) -> str:
     current = platform.store.get_release(app.current_release_id) if app.current_release_id else None
     change = change_from_payload(payload)
     values = change.apply(platform.store.configuration(app.id, app.config_version).values)
+    if not change.empty:  # changes queued together may add up beyond the limits
+        platform.limits.check_configuration(values)
     health = HealthCheck.from_configuration(values)
     if not change.empty:
         run.log(f"Configuration for this deploy: {change.summary()}")

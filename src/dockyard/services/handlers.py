@@ -17,7 +17,9 @@ def configure(run: OperationRun) -> str:
     change = change_from_payload(run.operation.payload)
     run.log(f"Updating the configuration of {app.handle}: {change.summary()}")
     run.hold()
-    values = change.apply(store.configuration(app.id, app.config_version).values)
+    values = run.platform.limits.check_change(
+        store.configuration(app.id, app.config_version).values, change
+    )
     run.check_cancelled()
     release = restart_with(run, values)
     if release is None:

@@ -17,7 +17,9 @@ def start(
     payload: dict[str, Any],
     user: records.User,
 ) -> records.Operation:
-    operation = platform.store.enqueue(app, type, payload, user)
+    operation = platform.store.enqueue(
+        app, type, payload, user, queue_limit=platform.limits.queued_operations
+    )
     platform.events.operation_queued()
     return operation
 

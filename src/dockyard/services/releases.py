@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dockyard.domain import records
+from dockyard.domain.archives import check_archive
 from dockyard.domain.building import validate_commitish
 from dockyard.domain.configuration import ConfigChange
 from dockyard.domain.containers import Container
@@ -50,6 +51,8 @@ def start_deploy(
     elif app.current_release_id is None:
         raise NeverDeployed(app.handle)
     HealthCheck.from_configuration(change.set)
+    if not change.empty:
+        platform.limits.check_change(platform.store.configuration(app.id).values, change)
     if bool(username) != bool(password):
         raise InvalidInput(
             "pass both --private-registry-username and --private-registry-password, or neither"
@@ -65,6 +68,16 @@ def start_deploy(
     return start(platform, app, OperationType.DEPLOY, payload, user)
 
 
+def git_push_target(
+    platform: Platform, user: records.User, handle: str, commit: str
+) -> records.App:
+    """The app a pushed commit is for: checked before its archive is received."""
+    app = apps.find(platform, user, handle)
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise InvalidInput(f"invalid commit {commit!r}")
+    return app
+
+
 def start_git_push(
     platform: Platform,
     user: records.User,
@@ -72,17 +85,23 @@ def start_git_push(
     *,
     commit: str,
     branch: str,
-    archive: bytes,
+    archive: Path,
 ) -> records.Operation:
-    """Queue the deploy of a commit pushed to a deploying branch (from the git hook)."""
-    app = apps.find(platform, user, handle)
-    if not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise InvalidInput(f"invalid commit {commit!r}")
-    platform.builds_dir.mkdir(parents=True, exist_ok=True)
-    path = platform.builds_dir / f"push-{uuid.uuid4().hex}.tar"
-    path.write_bytes(archive)
-    payload = {"image": None, "git": {"commit": commit, "archive": str(path), "branch": branch}}
-    return start(platform, app, OperationType.DEPLOY, {**payload, "set": {}, "unset": []}, user)
+    """Queue the deploy of a commit pushed to a deploying branch (from the git hook).
+
+    ``archive`` is the commit's tree, a tar file (gzip allowed) in the builds
+    directory. The queued operation owns it; if it is refused, it is removed.
+    """
+    try:
+        app = git_push_target(platform, user, handle, commit)
+        with archive.open("rb") as stream:
+            check_archive(stream, platform.limits)
+        git = {"commit": commit, "archive": str(archive), "branch": branch}
+        payload: dict[str, Any] = {"image": None, "git": git, "set": {}, "unset": []}
+        return start(platform, app, OperationType.DEPLOY, payload, user)
+    except BaseException:
+        archive.unlink(missing_ok=True)
+        raise
 
 
 def start_restart(platform: Platform, user: records.User, handle: str) -> records.Operation:

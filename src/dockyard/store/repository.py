@@ -19,6 +19,7 @@ from dockyard.domain import records
 from dockyard.domain.configuration import is_secret
 from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import HandleTaken, UserExists
+from dockyard.domain.limits import TooManyQueued
 from dockyard.domain.operations import OperationStatus, OperationType
 from dockyard.domain.ports import Cipher
 from dockyard.domain.releases import Release, Service
@@ -357,8 +358,24 @@ class Store:
         type: OperationType,
         payload: dict[str, Any],
         user: records.User,
+        *,
+        queue_limit: int | None = None,
     ) -> records.Operation:
+        """Queue an operation; refuse it if the app already has ``queue_limit`` queued."""
+        sealed = self._cipher.encrypt(json.dumps(payload))  # before the write lock is taken
         with self._write(changes_apps=False) as s:
+            if queue_limit is not None:
+                # The app's row lock orders concurrent enqueues on PostgreSQL;
+                # SQLite's writer transactions are serial already.
+                s.execute(select(models.App.id).where(models.App.id == app.id).with_for_update())
+                queued = s.scalar(
+                    select(func.count(models.Operation.id)).where(
+                        models.Operation.app_id == app.id,
+                        models.Operation.status == OperationStatus.QUEUED.value,
+                    )
+                )
+                if queued is not None and queued >= queue_limit:
+                    raise TooManyQueued(app.handle, queued, queue_limit)
             row = models.Operation(
                 app_id=app.id,
                 app_handle=app.handle,
@@ -367,7 +384,7 @@ class Store:
                 created_by_id=user.id,
                 created_by=user.name,
                 created_at=now(),
-                payload=self._cipher.encrypt(json.dumps(payload)),
+                payload=sealed,
                 message="",
                 cancel_requested=False,
             )
