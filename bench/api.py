@@ -364,7 +364,6 @@ class Server:
         command += ["--listen", f"{LOCALHOST}:{self.port}"]
         # The router (Caddy) on free ports: never another server's, nor the defaults.
         command += ["--router-listen", f"{LOCALHOST}:{free_port()}"]
-        command += ["--router-admin", f"{LOCALHOST}:{free_port()}"]
         if self.database_url:
             command += ["--database-url", self.database_url]
         env = {**os.environ, "DOCKYARD_ACCESS_LOG": "0"}

@@ -75,7 +75,7 @@ import httpx
 from docker.errors import BuildError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from harness import ensure_environment, launch_server, log_tail
+from harness import ensure_environment, launch_server, log_tail, stop_router
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
@@ -420,7 +420,7 @@ class Server:
         self.data_dir = data_dir
         self.extra_args = list(extra_args)  # more ``dockyard server`` options
         self.extra_env = dict(extra_env or {})  # e.g. DOCKER_HOST of another engine
-        self.port, self.router_port, self.admin_port = free_port(), free_port(), free_port()
+        self.port, self.router_port = free_port(), free_port()
         self.url = f"http://{LOCALHOST}:{self.port}"
         self.router_url = f"http://{LOCALHOST}:{self.router_port}"
         self.log_path = data_dir.parent / "server.log"
@@ -435,7 +435,6 @@ class Server:
         command = [DOCKYARD, "server", "--data-dir", str(self.data_dir)]
         command += ["--listen", f"{LOCALHOST}:{self.port}"]
         command += ["--router-listen", f"{LOCALHOST}:{self.router_port}"]
-        command += ["--router-admin", f"{LOCALHOST}:{self.admin_port}"]
         command += self.extra_args
         env = clean_environment(**self.extra_env)
         env.pop("DOCKYARD_DATABASE_URL", None)
@@ -444,14 +443,14 @@ class Server:
         return time.monotonic() - began
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        stop_router(self.data_dir)  # it outlives the server on purpose
 
     def log_tail(self) -> str:
         return log_tail(self.log_path)

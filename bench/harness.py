@@ -72,3 +72,19 @@ def launch_server(
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{log_tail(log_path)}")
+
+
+def stop_router(data_dir: Path) -> None:
+    """Stop the router (Caddy) the server leaves serving on purpose, by its pidfile."""
+    try:
+        pid = int((data_dir / "router" / "caddy.pid").read_text())
+        if str(data_dir).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return  # gone, and the pid reused
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}/cmdline").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)

@@ -15,10 +15,19 @@ from dockyard.cli.serving import server_command  # noqa: E402
 
 
 def _start_server(**options: Any) -> None:
+    # The data directory is locked before the server's libraries load (they
+    # take seconds on a busy machine), so that a second server fails at once.
+    from dockyard.datadir import DataDirectoryInUse, DataDirectoryLock
+
+    try:
+        lock = DataDirectoryLock.acquire(options["data_dir"])
+    except DataDirectoryInUse as exc:
+        print(f"dockyard server: {exc.message}", file=sys.stderr)
+        sys.exit(1)
     # Imported here so that client commands never load the server's libraries.
     from dockyard.server import ServerSettings, run
 
-    run(ServerSettings(**options))
+    run(ServerSettings(**options), lock)
 
 
 def main() -> None:

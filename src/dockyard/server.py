@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import uvicorn
 
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
+from dockyard.datadir import DataDirectoryInUse, DataDirectoryLock, make_private
 from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.limits import Limits
 from dockyard.git.repositories import Repositories
-from dockyard.router.caddy import CaddyRouter
+from dockyard.router.caddy import CaddyRouter, RouterError, stop_router
 from dockyard.router.probe import http_status
 from dockyard.runtime.docker import DockerRuntime
 from dockyard.runtime.swarm import SwarmRuntime
@@ -43,7 +46,6 @@ class ServerSettings:
     public_url: str | None = None
     workers: int = 4
     router_listen: str = "127.0.0.1:8080"
-    router_admin: str = "127.0.0.1:2019"
     domain: str = "dockyard.localhost"
     docker_host: str | None = None
     build_timeout: float = 1800.0
@@ -52,6 +54,8 @@ class ServerSettings:
     image_registry_username: str | None = None
     image_registry_password: str | None = None
     limits: Limits = Limits()  # noqa: RUF009 (frozen: one shared value is safe)
+    # Stop the router a stopped server left serving, instead of serving.
+    stop_router: bool = False
 
 
 def make_runtime(settings: ServerSettings, installation: str) -> DockerRuntime:
@@ -78,7 +82,7 @@ def _loopback(host: str) -> str:
 
 
 def build_platform(settings: ServerSettings) -> Platform:
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Everything the server runs, on a data directory this process has locked."""
     cipher = FernetCipher(load_or_create_master_key(settings.data_dir))
     store = Store(settings.database_url or sqlite_url(settings.data_dir), cipher)
     store.migrate()
@@ -87,7 +91,6 @@ def build_platform(settings: ServerSettings) -> Platform:
     router = CaddyRouter(
         listen=settings.router_listen,
         domain=settings.domain,
-        admin=settings.router_admin,
         data_dir=settings.data_dir,
     )
     platform = Platform(
@@ -112,16 +115,57 @@ def build_platform(settings: ServerSettings) -> Platform:
     return platform
 
 
-def run(settings: ServerSettings) -> None:
+def run(settings: ServerSettings, lock: DataDirectoryLock | None = None) -> None:
+    """Serve until stopped; ``lock`` is the data directory's, if already taken."""
     logging.basicConfig(
         level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Everything the server and its children (the router, git) create is
+    # private to the server's user.
+    os.umask(0o077)
+    if lock is None:
+        try:
+            # Before anything else touches the data directory.
+            lock = DataDirectoryLock.acquire(settings.data_dir)
+        except DataDirectoryInUse as exc:
+            _fail(exc.message)
+    try:
+        make_private(settings.data_dir)
+        if settings.stop_router:
+            stop_data_dir_router(settings.data_dir)
+        else:
+            _serve(settings)
+    finally:
+        lock.release()
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and a non-zero exit: the server cannot start."""
+    print(f"dockyard server: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def stop_data_dir_router(data_dir: Path) -> None:
+    """``dockyard server --stop-router``: stop the router a stopped server left."""
+    pid = stop_router(data_dir)
+    if pid is None:
+        print(f"no router is running for {data_dir}")
+    else:
+        print(f"stopped the router of {data_dir} (pid {pid})")
+
+
+def _serve(settings: ServerSettings) -> None:
     platform = build_platform(settings)
     router = platform.router_
     assert isinstance(router, CaddyRouter)
-    router.start()
+    try:
+        # Adopts the router a previous server left serving, or starts one.
+        router.start()
+    except RouterError as exc:
+        platform.store.close()
+        _fail(str(exc))
     worker = Worker(platform, concurrency=settings.workers)
     worker.start()
     # Swarm moves tasks between nodes by itself: follow them sooner.

@@ -20,6 +20,8 @@ import psycopg
 
 from dockyard.cli.environment import Environment
 from dockyard.cli.main import main
+from dockyard.router.caddy import caddy_daemon
+from dockyard.router.supervision import recorded, stop_recorded
 
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 
@@ -60,7 +62,6 @@ class Server:
     workers: int = 4
     port: int = field(default_factory=free_port)
     router_port: int = field(default_factory=free_port)
-    router_admin_port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -82,7 +83,6 @@ class Server:
         command += ["--listen", f"127.0.0.1:{self.port}"]
         command += ["--workers", str(self.workers if workers is None else workers)]
         command += ["--router-listen", f"127.0.0.1:{self.router_port}"]
-        command += ["--router-admin", f"127.0.0.1:{self.router_admin_port}"]
         if self.database_url:
             command += ["--database-url", self.database_url]
         command += self.extra_args
@@ -106,7 +106,8 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError("server did not answer /healthz within 30 s")
 
-    def stop(self) -> None:
+    def stop(self, *, router: bool = True) -> None:
+        """Stop the server, and (unless told not to) the router it leaves serving."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -114,11 +115,22 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if router:
+            self.stop_router()
 
     def kill(self) -> None:
+        """SIGKILL the server; its router keeps serving."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+    def router_pid(self) -> int | None:
+        """The router's pid, from its pidfile, if it runs."""
+        return recorded(caddy_daemon(self.data_dir))
+
+    def stop_router(self) -> None:
+        """The router outlives its server on purpose; tests must not leak it."""
+        stop_recorded(caddy_daemon(self.data_dir), timeout=5)
 
     def get(self, app: str, path: str = "/", timeout: float = 30) -> httpx.Response:
         """A request to an app through the router, as a browser would send it."""

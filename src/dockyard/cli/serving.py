@@ -54,10 +54,9 @@ def server_command(start: StartServer) -> click.Command:
         help="HOST:PORT where the router (Caddy) serves the apps.",
     )
     @click.option(
-        "--router-admin",
-        default="127.0.0.1:2019",
-        show_default=True,
-        help="HOST:PORT of Caddy's admin API (keep it on loopback).",
+        "--stop-router",
+        is_flag=True,
+        help="Stop the router a stopped server left serving the apps, and exit.",
     )
     @click.option(
         "--domain",
@@ -107,7 +106,7 @@ def server_command(start: StartServer) -> click.Command:
         public_url: str | None,
         workers: int,
         router_listen: str,
-        router_admin: str,
+        stop_router: bool,
         domain: str,
         docker_host: str | None,
         limits: Limits,
@@ -115,7 +114,6 @@ def server_command(start: StartServer) -> click.Command:
         """Run the Dockyard server in the foreground."""
         host, port = _listen(listen)
         _listen(router_listen)
-        _listen(router_admin)
         start(
             data_dir=data_dir.resolve(),
             host=host,
@@ -124,7 +122,7 @@ def server_command(start: StartServer) -> click.Command:
             public_url=public_url,
             workers=workers,
             router_listen=router_listen,
-            router_admin=router_admin,
+            stop_router=stop_router,
             domain=domain,
             docker_host=docker_host,
             build_timeout=float(build_timeout),

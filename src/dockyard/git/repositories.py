@@ -44,7 +44,7 @@ class Repositories:
         text = HOOK.format(python=sys.executable)
         if not hook.exists() or hook.read_text() != text:
             hook.write_text(text)
-            hook.chmod(0o755)
+            hook.chmod(0o700)
         return path
 
     def remove(self, handle: str) -> None:

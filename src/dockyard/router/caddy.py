@@ -1,18 +1,24 @@
-"""Caddy as the router: started and supervised by the server, configured as JSON.
+"""Caddy as the router: a supervised daemon, configured as JSON on a UNIX socket.
 
 Every change loads the whole configuration through the admin API's
 ``POST /load``; Caddy swaps it in gracefully, finishing requests in flight,
-so a release switch drops nothing.
+so a release switch drops nothing. The admin API listens only on a UNIX
+socket in ``DATA_DIR/router`` (a directory only the server's user may
+enter): no app, build or other local user can reach it. Each configuration
+is also written to ``caddy.json`` there, so that a Caddy restarted by the
+watchdog serves every route from its first request, and the routes to
+``routes.json``, so that the next server starts from them.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
+import errno
 import json
 import logging
+import os
 import shutil
-import signal
-import subprocess
+import socket
 import threading
 import time
 from pathlib import Path
@@ -20,30 +26,53 @@ from typing import Any
 
 import httpx
 
+from dockyard.router.supervision import (
+    Daemon,
+    DaemonFailed,
+    Supervisor,
+    stop_recorded,
+    write_private,
+)
+
 log = logging.getLogger("dockyard.router")
+
+# The Host the admin API is asked with; Caddy refuses any it does not list.
+ADMIN_HOST = "dockyard-router"
 
 
 class RouterError(Exception):
     pass
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the server dies, even by SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def caddy_daemon(data_dir: Path, binary: str = "caddy") -> Daemon:
+    """How the router of ``data_dir`` runs."""
+    directory = data_dir / "router"
+    config = directory / "caddy.json"
+    return Daemon(
+        name="caddy",
+        command=[binary, "run", "--config", str(config)],
+        env={
+            "HOME": str(directory),
+            "XDG_DATA_HOME": str(directory / "data"),
+            "XDG_CONFIG_HOME": str(directory / "config"),
+        },
+        pidfile=directory / "caddy.pid",
+        log=directory / "caddy.log",
+        marker=str(config),
+    )
 
 
-PR_SET_PDEATHSIG = 1
+def stop_router(data_dir: Path) -> int | None:
+    """Stop the router of ``data_dir`` that outlived its server; its pid, or None."""
+    return stop_recorded(caddy_daemon(data_dir))
 
 
 class CaddyRouter:
-    def __init__(
-        self, *, listen: str, domain: str, admin: str, data_dir: Path, binary: str = "caddy"
-    ) -> None:
+    def __init__(self, *, listen: str, domain: str, data_dir: Path, binary: str = "caddy") -> None:
         self.listen = listen
         self.domain = domain
-        self.admin = admin
-        self.data_dir = data_dir
+        self.directory = data_dir.absolute() / "router"
+        self.socket = self.directory / "admin.sock"
         self.binary = binary
         self._routes: dict[str, list[str]] = {}
         # Upstreams an app just stopped routing to, kept in the configuration
@@ -51,69 +80,99 @@ class CaddyRouter:
         # requests still in flight to them until they are drained.
         self._draining: dict[str, set[str]] = {}
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._http = httpx.Client(base_url=f"http://{admin}", timeout=10)
+        self._supervisor: Supervisor | None = None
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url=f"http://{ADMIN_HOST}",
+            timeout=10,
+        )
 
     # the process
 
+    @property
+    def pid(self) -> int | None:
+        return self._supervisor.pid if self._supervisor else None
+
     def start(self) -> None:
+        """Adopt the router a previous server left running, or start one; watch it."""
         path = shutil.which(self.binary)
         if path is None:
             raise RouterError(f"{self.binary} is not installed: run `make install`")
-        self._stop_stray()
-        config = self.data_dir / "caddy.json"
-        config.write_text(json.dumps(self._config()))
-        log_file = (self.data_dir / "caddy.log").open("ab")
-        with log_file:
-            self._process = subprocess.Popen(
-                [path, "run", "--config", str(config)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env={"HOME": str(self.data_dir), "XDG_DATA_HOME": str(self.data_dir / "caddy")},
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RouterError(
-                    f"caddy exited at start: see {self.data_dir / 'caddy.log'} "
-                    f"(is {self.listen} or {self.admin} in use?)"
-                )
-            try:
-                self._http.get("/config/")
-                return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RouterError("caddy's admin API did not answer within 15 s")
-
-    def _stop_stray(self) -> None:
-        """Stop a Caddy still answering on our admin address (a crashed server's)."""
+        if len(os.fsencode(self.socket)) > 107:  # sun_path holds 108 bytes
+            raise RouterError(f"the data directory's path is too long for a socket: {self.socket}")
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        daemon = caddy_daemon(self.directory.parent, path)
+        with self._lock:
+            previous = self._saved_listen()
+            self._routes = self._saved_routes()
+            self._write(self._config())
+        self._supervisor = Supervisor(
+            daemon, answering=self._answering, prepare=self._prepare, started=self._private
+        )
         try:
-            self._http.post("/stop")
-        except httpx.TransportError:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+            adopted = self._supervisor.start()
+        except DaemonFailed as exc:
+            raise RouterError(self._explain(exc, daemon)) from None
+        if adopted:
+            # It may run an older configuration (another --router-listen or
+            # --domain); an unchanged one is a no-op for Caddy.
             try:
-                self._http.get("/config/")
-            except httpx.TransportError:
-                return
-            time.sleep(0.05)
+                if previous != self.listen:
+                    self._check_free()
+            except DaemonFailed as exc:
+                raise RouterError(self._explain(exc, daemon)) from None
+            with self._lock:
+                self._load()
+
+    def _explain(self, exc: DaemonFailed, daemon: Daemon) -> str:
+        if "address already in use" in exc.output:
+            return (
+                f"the router cannot listen on {self.listen}: the address is in use "
+                "(by another Dockyard server's router?)"
+            )
+        return f"{exc}; see {daemon.log}"
+
+    def _answering(self) -> bool:
+        try:
+            return self._http.get("/config/", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def _prepare(self) -> None:
+        self._check_free()
+        # A killed Caddy leaves its socket file behind; the next could not bind.
+        self.socket.unlink(missing_ok=True)
+
+    def _check_free(self) -> None:
+        """Fail if something listens on our address already.
+
+        Caddy's listeners set SO_REUSEPORT: a second Caddy on the address
+        would not fail, it would take half the connections. A bind without
+        it fails while anyone listens there.
+        """
+        host, _, port = self.listen.rpartition(":")
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DaemonFailed("caddy", f"{self.listen}: address already in use") from None
+            raise DaemonFailed("caddy", f"cannot listen on {self.listen}: {exc}") from None
+
+    def _private(self) -> None:
+        with contextlib.suppress(OSError):  # gone again: the watchdog sees to it
+            os.chmod(self.socket, 0o600)
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        """Stop supervising. Caddy keeps serving the apps until a server adopts it."""
+        if self._supervisor is not None:
+            self._supervisor.close()
         self._http.close()
-
-    def ensure_running(self) -> None:
-        """Restart Caddy if it died, with every route it had."""
-        if self._process is not None and self._process.poll() is not None:
-            log.warning("caddy exited (%s); restarting it", self._process.returncode)
-            self.start()
 
     # routes
 
@@ -174,9 +233,45 @@ class CaddyRouter:
         with self._lock:
             return dict(self._routes)
 
+    def _saved_listen(self) -> str | None:
+        try:
+            config = json.loads((self.directory / "caddy.json").read_text())
+            return str(config["apps"]["http"]["servers"]["dockyard"]["listen"][0])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+
+    def _saved_routes(self) -> dict[str, list[str]]:
+        try:
+            saved = json.loads((self.directory / "routes.json").read_text())
+            return {str(app): [str(u) for u in ups] for app, ups in saved["routes"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
+    def _write(self, config: dict[str, Any]) -> None:
+        """What a restarted Caddy (and the next server) starts from."""
+        write_private(self.directory / "caddy.json", json.dumps(config))
+        write_private(self.directory / "routes.json", json.dumps({"routes": self._routes}))
+
     def _load(self) -> None:
-        self.ensure_running()
-        response = self._http.post("/load", json=self._config())
+        """Write the configuration, then load it; called with ``_lock`` held."""
+        config = self._config()
+        self._write(config)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = self._http.post("/load", json=config)
+                break
+            except httpx.TransportError:
+                # Caddy died: the watchdog starts it again, from the file
+                # just written. Load it anyway once it answers, in case it
+                # started just before the write.
+                if time.monotonic() > deadline:
+                    raise RouterError(
+                        f"caddy is not running: see {self.directory / 'caddy.log'}"
+                    ) from None
+                time.sleep(0.02)
+                if self._supervisor is not None:
+                    self._supervisor.wait_up(max(0.0, deadline - time.monotonic()))
         if response.status_code != 200:
             raise RouterError(f"caddy refused the configuration: {response.text[:300]}")
 
@@ -234,7 +329,7 @@ class CaddyRouter:
             }
         )
         return {
-            "admin": {"listen": self.admin},
+            "admin": {"listen": f"unix/{self.socket}", "origins": [ADMIN_HOST]},
             "logging": {"logs": {"default": {"level": "WARN"}}},
             "apps": {
                 "http": {
