@@ -455,6 +455,17 @@ def test_pushes_are_bounded_as_sent_and_as_deployed(
     assert "413" in big.output, big.output
     assert repo.remote_head("big") is None
 
+    # A small pack of a large tree: the hook's archive is refused, and says why.
+    repo.git("checkout", "-q", "-b", "zeros", small)
+    (repo.path / "zeros").write_bytes(bytes(3 * MIB))
+    repo.commit({"Dockerfile": "FROM scratch\n"})
+    zeros = repo.push("HEAD:main")
+    assert zeros.code != 0
+    assert (
+        "remote: Dockyard: the git-deploy body is larger than the limit of 1 MiB" in zeros.output
+    ), zeros.output
+    assert repo.remote_head("main") is None
+
     repo.git("checkout", "-q", "-b", "deploy", small)
     files = {"Dockerfile": "FROM scratch\n", **{f"file{i}": f"{i}\n" for i in range(10)}}
     repo.commit(files)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dockyard.domain.building import DEFAULT_BRANCHES, ZERO_COMMIT
 
@@ -56,20 +57,53 @@ class Api:
         self.url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def open(
-        self, path: str, body: BinaryIO | None = None, content_type: str = ""
-    ) -> http.client.HTTPResponse:
-        headers = dict(self.headers)
-        if content_type:
-            headers["Content-Type"] = content_type
-        if body is not None:
-            headers["Content-Length"] = str(os.fstat(body.fileno()).st_size)
-        request = urllib.request.Request(self.url + path, data=body, headers=headers)
+    def open(self, path: str) -> http.client.HTTPResponse:
+        request = urllib.request.Request(self.url + path, headers=self.headers)
         try:
             response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=60)
         except urllib.error.HTTPError as exc:
             raise ApiRefused(_message(exc.read(), exc.code)) from None
         return response
+
+    def upload(self, path: str, body: BinaryIO, content_type: str) -> Any:
+        """POST a file and return the JSON answer.
+
+        It asks first (``Expect: 100-continue``): a body the server refuses
+        from its size is never sent, and the refusal is read instead of a
+        connection reset halfway through the upload.
+        """
+        url = urllib.parse.urlsplit(self.url + path)
+        size = os.fstat(body.fileno()).st_size
+        head = [
+            f"POST {url.path}?{url.query} HTTP/1.1",
+            f"Host: {url.netloc}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {size}",
+            "Expect: 100-continue",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in self.headers.items()),
+        ]
+        with socket.create_connection((url.hostname or "", url.port or 80), timeout=60) as sock:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            reply = sock.makefile("rb")
+            status = _status(reply)
+            if status == 100:
+                sock.sendfile(body)
+                status = _status(reply)
+            data = reply.read()
+        if status >= 400:
+            raise ApiRefused(_message(data, status))
+        return json.loads(data)
+
+
+def _status(reply: BinaryIO) -> int:
+    """Read an answer's status line and headers; return its status."""
+    parts = reply.readline(65536).split(None, 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise OSError("the server's answer is not HTTP")
+    while reply.readline(65536) not in (b"\r\n", b"\n", b""):
+        pass
+    return int(parts[1])
 
 
 class ApiRefused(Exception):
@@ -83,11 +117,8 @@ def _deploy(api: Api, app: str, commit: str, branch: str) -> int:
         subprocess.run(["git", "archive", "--format=tar", commit], stdout=archive, check=True)
         archive.seek(0)
         try:
-            with api.open(
-                f"/apps/{app}/git-deploys?{query}", archive, "application/x-tar"
-            ) as answer:
-                operation = json.loads(answer.read())
-        except (ApiRefused, OSError) as exc:
+            operation = api.upload(f"/apps/{app}/git-deploys?{query}", archive, "application/x-tar")
+        except (ApiRefused, OSError, ValueError) as exc:
             print(f"Dockyard: {exc}")
             return 1
     print(f"Dockyard: deploying {branch} ({commit[:7]}) as operation {operation['id']}")
