@@ -28,6 +28,12 @@ def human(size: int) -> str:
     return f"{size} bytes"
 
 
+def _bytes(size: int) -> str:
+    """``1048576 bytes (1 MiB)``, or ``20 bytes``."""
+    exact = f"{size} bytes"
+    return exact if human(size) == exact else f"{exact} ({human(size)})"
+
+
 class LimitExceeded(InvalidInput):
     """A request would go beyond one of the server's limits (answered 422)."""
 
@@ -92,5 +98,5 @@ class Limits:
         if size > self.config_bytes:
             raise LimitExceeded(
                 f"configuration would be {size} bytes (keys and values); "
-                f"the limit is {self.config_bytes} bytes ({human(self.config_bytes)}) per app"
+                f"the limit is {_bytes(self.config_bytes)} per app"
             )
