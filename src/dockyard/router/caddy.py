@@ -81,6 +81,7 @@ class CaddyRouter:
         self._draining: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._supervisor: Supervisor | None = None
+        self._accepted: dict[str, Any] | None = None  # the last configuration Caddy loaded
         self._http = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.socket)),
             base_url=f"http://{ADMIN_HOST}",
@@ -106,7 +107,8 @@ class CaddyRouter:
         with self._lock:
             previous = self._saved_listen()
             self._routes = self._saved_routes()
-            self._write(self._config())
+            initial = self._config()
+            self._write(initial)
         self._supervisor = Supervisor(
             daemon, answering=self._answering, prepare=self._prepare, started=self._private
         )
@@ -114,16 +116,18 @@ class CaddyRouter:
             adopted = self._supervisor.start()
         except DaemonFailed as exc:
             raise RouterError(self._explain(exc, daemon)) from None
-        if adopted:
-            # It may run an older configuration (another --router-listen or
-            # --domain); an unchanged one is a no-op for Caddy.
-            try:
-                if previous != self.listen:
-                    self._check_free()
-            except DaemonFailed as exc:
-                raise RouterError(self._explain(exc, daemon)) from None
-            with self._lock:
-                self._load()
+        if not adopted:
+            self._accepted = initial
+            return
+        # It may run an older configuration (another --router-listen or
+        # --domain); an unchanged one is a no-op for Caddy.
+        try:
+            if previous != self.listen:
+                self._check_free()
+        except DaemonFailed as exc:
+            raise RouterError(self._explain(exc, daemon)) from None
+        with self._lock:
+            self._load()
 
     def _explain(self, exc: DaemonFailed, daemon: Daemon) -> str:
         if "address already in use" in exc.output:
@@ -273,7 +277,11 @@ class CaddyRouter:
                 if self._supervisor is not None:
                     self._supervisor.wait_up(max(0.0, deadline - time.monotonic()))
         if response.status_code != 200:
+            # A restarted Caddy must not start from what this one refused.
+            if self._accepted is not None:
+                write_private(self.directory / "caddy.json", json.dumps(self._accepted))
             raise RouterError(f"caddy refused the configuration: {response.text[:300]}")
+        self._accepted = config
 
     def _config(self) -> dict[str, Any]:
         routes: list[dict[str, Any]] = []
