@@ -33,5 +33,7 @@ bench: install
 	  $(BIN)/python bench/api.py && $(BIN)/python bench/deploy.py && \
 	  $(BIN)/python bench/deploy.py --runtime swarm && $(BIN)/python bench/git_deploy.py
 
+# The router outlives the server on purpose: clean stops the one `make run` left.
 clean:
+	-@test ! -x $(BIN)/dockyard || test ! -d .dockyard || $(BIN)/dockyard server --stop-router
 	rm -rf $(VENV) .dockyard .mypy_cache .ruff_cache .pytest_cache
