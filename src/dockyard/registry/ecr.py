@@ -1,0 +1,77 @@
+"""AWS ECR: GetAuthorizationToken with boto3, from given keys or the server's own.
+
+An optional role is assumed first (STS). ``endpoint_url`` (or the server's
+``AWS_ENDPOINT_URL_ECR``, which boto3 reads itself) points at another ECR
+API. The token decodes to ``AWS:<password>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dockyard.domain.containers import RegistryCredentials
+
+_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
+
+
+class EcrFailed(Exception):
+    """AWS refused or could not be reached; AWS's own message, safe to show once masked."""
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, text = error.get("Code", ""), error.get("Message", "") or str(exc)
+        return f"{code}: {text}" if code else text
+    return str(exc) or type(exc).__name__
+
+
+def fetch(
+    host: str, settings: Mapping[str, str], secrets: Mapping[str, str]
+) -> tuple[RegistryCredentials, datetime | None]:
+    """The registry credentials ECR issues now, and when they expire."""
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id=settings.get("access_key_id") or None,
+            aws_secret_access_key=secrets.get("secret_access_key") or None,
+            region_name=settings["region"],
+        )
+        role = settings.get("role_arn")
+        if role:
+            sts: Any = session.client("sts", config=_CONFIG)
+            assumed = sts.assume_role(RoleArn=role, RoleSessionName="dockyard")["Credentials"]
+            session = boto3.session.Session(
+                aws_access_key_id=assumed["AccessKeyId"],
+                aws_secret_access_key=assumed["SecretAccessKey"],
+                aws_session_token=assumed["SessionToken"],
+                region_name=settings["region"],
+            )
+        ecr: Any = session.client(
+            "ecr", endpoint_url=settings.get("endpoint_url") or None, config=_CONFIG
+        )
+        data = ecr.get_authorization_token()["authorizationData"]
+    except (BotoCoreError, ClientError) as exc:
+        raise EcrFailed(_message(exc)) from None
+    if not data:
+        raise EcrFailed("GetAuthorizationToken returned no authorization data")
+    token = str(data[0].get("authorizationToken", ""))
+    try:
+        username, _, password = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise EcrFailed("GetAuthorizationToken returned a token that is not base64") from None
+    if not password:
+        raise EcrFailed("GetAuthorizationToken returned a token without a password")
+    expires = data[0].get("expiresAt")
+    if isinstance(expires, datetime):
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    else:
+        expires = None
+    return RegistryCredentials(host, username, password), expires
