@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
 class Environment:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
     variables: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property

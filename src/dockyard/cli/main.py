@@ -372,6 +372,176 @@ def restart(session: Session, app: str, detach: bool, output: str) -> None:
     _await_operation(session, operation, detach=detach, output=output)
 
 
+# --- registry credential sources ---
+
+scope_option = click.option(
+    "--app",
+    "-a",
+    "app",
+    envvar="DOCKYARD_APP",
+    help="The app's handle; without it, the source serves every app (admins only).",
+)
+
+
+def _read_stdin(session: Session, what: str) -> str:
+    value = session.env.stdin.read().rstrip("\r\n")
+    if not value:
+        raise InvalidInput(f"{what}: standard input was empty")
+    return value
+
+
+def _expiry(value: str | None) -> str:
+    return short_time(value) if value else "-"
+
+
+@cli.command("registries")
+@scope_option
+@output_option
+@pass_session
+def registries_list(session: Session, app: str | None, output: str) -> None:
+    """List registry credential sources: the app's, or the global ones."""
+    found = session.client.request("GET", "/registries", params={"app": app} if app else None)
+    if output == "json":
+        print_json(session.env, found)
+        return
+    rows = [
+        [
+            s["host"],
+            s["kind"] + (" (deploy)" if s["stored_by_deploy"] else ""),
+            s["scope"] if s["scope"] == "global" else f"app {s['app']}",
+            _expiry(s["last_fetched_at"]),
+            _expiry(s["expires_at"]),
+            s["last_error"] or "-",
+        ]
+        for s in found
+    ]
+    table(session.env, ["host", "kind", "scope", "last fetched", "expires", "last error"], rows)
+
+
+def _print_fetch(session: Session, answer: dict[str, Any]) -> None:
+    if answer["error"]:
+        echo(session.env, f"{answer['source']['host']}: {answer['error']}")
+        return
+    echo(session.env, answer["fetched"][:1].upper() + answer["fetched"][1:])
+    if answer.get("checked"):
+        echo(session.env, answer["checked"][:1].upper() + answer["checked"][1:])
+
+
+@cli.command("registries:add")
+@click.argument("host")
+@scope_option
+@click.option("--username", help="static: the registry user name.")
+@click.option("--password", help="static: the password or token.")
+@click.option("--password-stdin", is_flag=True, help="static: read the password from stdin.")
+@click.option("--aws-ecr", is_flag=True, help="Fetch AWS ECR tokens (GetAuthorizationToken).")
+@click.option("--aws-region", help="aws-ecr: the region (else the host's, or AWS_REGION).")
+@click.option("--aws-access-key-id", help="aws-ecr: keys (else the server's own AWS credentials).")
+@click.option("--aws-secret-access-key", help="aws-ecr: the secret key.")
+@click.option("--aws-secret-access-key-stdin", is_flag=True, help="aws-ecr: read it from stdin.")
+@click.option("--aws-role-arn", help="aws-ecr: a role to assume first.")
+@click.option("--aws-endpoint-url", help="aws-ecr: another ECR API endpoint.")
+@click.option("--credential-helper", metavar="NAME", help="Run docker-credential-NAME get.")
+@click.option(
+    "--cache-seconds", type=int, help="credential-helper: keep an answer this long (300)."
+)
+@output_option
+@pass_session
+def registries_add(
+    session: Session,
+    /,
+    host: str,
+    app: str | None,
+    password_stdin: bool,
+    aws_secret_access_key_stdin: bool,
+    output: str,
+    **options: Any,
+) -> None:
+    """Add (or replace) the credential source for HOST; it is fetched once to check it."""
+    if password_stdin:
+        if options["password"] is not None:
+            raise InvalidInput("pass --password or --password-stdin, not both")
+        options["password"] = _read_stdin(session, "--password-stdin")
+    if aws_secret_access_key_stdin:
+        if options["aws_secret_access_key"] is not None:
+            raise InvalidInput(
+                "pass --aws-secret-access-key or --aws-secret-access-key-stdin, not both"
+            )
+        options["aws_secret_access_key"] = _read_stdin(session, "--aws-secret-access-key-stdin")
+    body = {k: v for k, v in options.items() if v is not None and v is not False}
+    added = session.client.request("POST", "/registries", json={"host": host, "app": app, **body})
+    if output == "json":
+        print_json(session.env, added)
+        return
+    source = added["source"]
+    scope = "every app" if source["scope"] == "global" else source["app"]
+    verb = "Replaced" if added["replaced"] else "Added"
+    echo(session.env, f"{verb} the {source['kind']} source for {source['host']} ({scope})")
+    _print_fetch(session, added)
+
+
+@cli.command("registries:test")
+@click.argument("host")
+@scope_option
+@click.option("--image", help="An image on HOST to resolve with the credentials.")
+@output_option
+@pass_session
+def registries_test(
+    session: Session, host: str, app: str | None, image: str | None, output: str
+) -> None:
+    """Fetch HOST's credentials now and check them against the registry."""
+    tested = session.client.request(
+        "POST", f"/registries/{host}/test", json={"app": app, "image": image}
+    )
+    if output == "json":
+        print_json(session.env, tested)
+        return
+    _print_fetch(session, tested)
+
+
+@cli.command("registries:refresh")
+@click.argument("host", required=False)
+@scope_option
+@output_option
+@pass_session
+def registries_refresh(session: Session, host: str | None, app: str | None, output: str) -> None:
+    """Fetch credentials again now, bypassing the cache (one host, or every source)."""
+    done = session.client.request("POST", "/registries/refresh", json={"app": app, "host": host})
+    if output == "json":
+        print_json(session.env, done)
+        return
+    if not done:
+        echo(session.env, "No source fetches credentials: nothing to refresh")
+    for answer in done:
+        _print_fetch(session, answer)
+    if any(answer["error"] for answer in done):
+        raise OperationFailed("a source failed to fetch credentials")
+
+
+@cli.command("registries:remove")
+@click.argument("host")
+@scope_option
+@output_option
+@pass_session
+def registries_remove(session: Session, host: str, app: str | None, output: str) -> None:
+    """Remove the credential source for HOST."""
+    removed = session.client.request(
+        "DELETE", f"/registries/{host}", params={"app": app} if app else None
+    )
+    if output == "json":
+        print_json(session.env, removed)
+        return
+    source = removed["source"]
+    scope = "every app" if source["scope"] == "global" else source["app"]
+    echo(session.env, f"Removed the {source['kind']} source for {source['host']} ({scope})")
+    if removed["used_by"]:
+        echo(
+            session.env,
+            f"Current releases of {', '.join(removed['used_by'])} pull from {source['host']}: "
+            "their next pulls get no credentials from this source",
+            err=True,
+        )
+
+
 # --- operations ---
 
 

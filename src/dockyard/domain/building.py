@@ -58,20 +58,16 @@ def _first(values: Mapping[str, str], *keys: str) -> str | None:
     return None
 
 
-def build_credentials(
-    dockerfile: str,
-    configuration: Mapping[str, str],
-    stored: Mapping[str, RegistryCredentials],
+def configured_credentials(
+    dockerfile: str, configuration: Mapping[str, str]
 ) -> dict[str, RegistryCredentials]:
-    """Credentials for each registry host the build pulls from.
+    """The app's ``*_PRIVATE_REGISTRY_*`` credentials, keyed by the one host they are for.
 
-    The app's ``DOCKYARD_PRIVATE_REGISTRY_USERNAME``/``_PASSWORD`` (or the
-    ``APTIBLE_`` spellings) belong to ``DOCKYARD_PRIVATE_REGISTRY_HOST``, or
-    else to the only host the ``FROM`` lines name. Credentials stored by image
-    deploys serve their own host. Nothing is offered to any other host.
+    ``DOCKYARD_PRIVATE_REGISTRY_USERNAME``/``_PASSWORD`` (or the ``APTIBLE_``
+    spellings) belong to ``DOCKYARD_PRIVATE_REGISTRY_HOST``, or else to the
+    only host the ``FROM`` lines name; a host no ``FROM`` line names gets none.
     """
     hosts = sorted({image.host for image in from_images(dockerfile)})
-    result = {host: stored[host] for host in hosts if host in stored}
     username = _first(
         configuration, "DOCKYARD_PRIVATE_REGISTRY_USERNAME", "APTIBLE_PRIVATE_REGISTRY_USERNAME"
     )
@@ -79,16 +75,33 @@ def build_credentials(
         configuration, "DOCKYARD_PRIVATE_REGISTRY_PASSWORD", "APTIBLE_PRIVATE_REGISTRY_PASSWORD"
     )
     if not (username and password):
-        return result
+        return {}
     host = _first(configuration, "DOCKYARD_PRIVATE_REGISTRY_HOST", "APTIBLE_PRIVATE_REGISTRY_HOST")
     if host is None:
         if len(hosts) > 1:
             raise SeveralRegistries(hosts)
         if not hosts:
-            return result
+            return {}
         host = hosts[0]
-    if host in hosts:
-        result[host] = RegistryCredentials(host, username, password)
+    if host not in hosts:
+        return {}
+    return {host: RegistryCredentials(host, username, password)}
+
+
+def build_credentials(
+    dockerfile: str,
+    configuration: Mapping[str, str],
+    stored: Mapping[str, RegistryCredentials],
+) -> dict[str, RegistryCredentials]:
+    """Credentials for each registry host the build pulls from.
+
+    The configuration's (``configured_credentials``) win over ``stored`` ones
+    (the app's sources), each serving its own host. Nothing is offered to
+    any other host.
+    """
+    hosts = sorted({image.host for image in from_images(dockerfile)})
+    result = {host: stored[host] for host in hosts if host in stored}
+    result.update(configured_credentials(dockerfile, configuration))
     return result
 
 

@@ -118,6 +118,7 @@ class CredentialsRejected(DockyardError):
                 "and --private-registry-password"
             )
         super().__init__(message)
+        self.host = host  # which registry, to fetch its source's credentials again
 
 
 class ImageNotFound(DockyardError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +27,19 @@ class EcrFailed(Exception):
     """AWS refused or could not be reached; AWS's own message, safe to show once masked."""
 
 
+_XML_ERROR = re.compile(
+    r"<Code>(?P<code>[^<]*)</Code>.*?<Message>(?P<message>[^<]*)</Message>", re.S
+)
+
+
 def _message(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        code, text = error.get("Code", ""), error.get("Message", "") or str(exc)
+        code, text = str(error.get("Code", "")), str(error.get("Message", "") or exc)
+        # Some endpoints answer in XML where JSON was expected: read AWS's words from it.
+        found = _XML_ERROR.search(text)
+        if found:
+            code, text = found.group("code"), found.group("message")
         return f"{code}: {text}" if code else text
     return str(exc) or type(exc).__name__
 

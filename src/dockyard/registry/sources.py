@@ -79,13 +79,17 @@ class Sources:
         fetched = fetch_now(
             source, clock=self.clock, environ=self.environ, helper_timeout=self.helper_timeout
         )
+        self.keep(source, fetched)
+        return fetched, True
+
+    def keep(self, source: Source, fetched: Fetched) -> None:
+        """Keep an answer as long as the rules allow (or drop the one kept)."""
         until = keep_until(source, fetched)
         with self._lock:
             if until is None:
                 self._kept.pop(source.cache_key, None)
             else:
                 self._kept[source.cache_key] = (fetched, until)
-        return fetched, True
 
     def forget(self, source: Source | None = None) -> None:
         with self._lock:

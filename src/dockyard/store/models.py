@@ -194,3 +194,27 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class RegistrySource(Base):
+    """Where one registry host's credentials come from, for one app or for all (global)."""
+
+    __tablename__ = "registry_sources"
+    # One source per scope and host; ``scope`` is the app's id, or 0 for global
+    # (a unique index over a NULL app_id would let globals repeat).
+    __table_args__ = (UniqueConstraint("scope", "host"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    scope: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    app_id: Mapped[int | None] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), index=True
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    settings: Mapped[str] = mapped_column(Text)  # JSON, nothing secret
+    secrets: Mapped[str] = mapped_column(Text)  # encrypted JSON
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")

@@ -8,7 +8,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
@@ -22,6 +22,7 @@ from dockyard.domain.errors import HandleTaken, UserExists
 from dockyard.domain.limits import TooManyQueued
 from dockyard.domain.operations import OperationStatus, OperationType
 from dockyard.domain.ports import Cipher
+from dockyard.domain.registries import NewSource, Source, SourceKind
 from dockyard.domain.releases import Release, Service
 from dockyard.store import models
 from dockyard.store.database import make_engine, migrate
@@ -710,6 +711,14 @@ class Store:
             return list(rows)
 
     def _save_credentials(self, s: Session, app_id: int, credentials: RegistryCredentials) -> None:
+        # Credentials a deploy gave are the app's static source: they replace
+        # whatever source the app had for that host.
+        s.execute(
+            delete(models.RegistrySource).where(
+                models.RegistrySource.scope == app_id,
+                models.RegistrySource.host == credentials.host,
+            )
+        )
         s.merge(
             models.RegistryCredential(
                 app_id=app_id,
@@ -719,3 +728,148 @@ class Store:
                 updated_at=now(),
             )
         )
+
+    # registry credential sources
+
+    def _source(self, row: models.RegistrySource, handle: str | None) -> Source:
+        return Source(
+            id=row.id,
+            host=row.host,
+            kind=SourceKind(row.kind),
+            app_id=row.app_id,
+            app_handle=handle,
+            settings=json.loads(row.settings),
+            secrets=json.loads(self._cipher.decrypt(row.secrets)),
+            created_by=row.created_by,
+            created_at=row.created_at,
+            last_fetched_at=row.last_fetched_at,
+            expires_at=row.expires_at,
+            last_error=row.last_error,
+        )
+
+    def _deploy_source(self, row: models.RegistryCredential, handle: str | None) -> Source:
+        """Credentials stored by an image deploy, shown as the app's static source."""
+        return Source(
+            host=row.host,
+            kind=SourceKind.STATIC,
+            app_id=row.app_id,
+            app_handle=handle,
+            settings={"username": row.username},
+            secrets={"password": self._cipher.decrypt(row.password)},
+            created_at=row.updated_at,
+            from_deploy=True,
+        )
+
+    def add_source(self, new: NewSource, app: records.App | None, created_by: str) -> Source:
+        """Store a source, replacing the one its scope had for the host (if any)."""
+        scope = app.id if app else 0
+        sealed = self._cipher.encrypt(json.dumps(new.secrets))
+        with self._write(changes_apps=False) as s:
+            s.execute(
+                delete(models.RegistrySource).where(
+                    models.RegistrySource.scope == scope, models.RegistrySource.host == new.host
+                )
+            )
+            if app is not None:
+                s.execute(
+                    delete(models.RegistryCredential).where(
+                        models.RegistryCredential.app_id == app.id,
+                        models.RegistryCredential.host == new.host,
+                    )
+                )
+            row = models.RegistrySource(
+                scope=scope,
+                app_id=app.id if app else None,
+                host=new.host,
+                kind=new.kind.value,
+                settings=json.dumps(new.settings, sort_keys=True),
+                secrets=sealed,
+                created_by=created_by,
+                created_at=now(),
+                last_error="",
+            )
+            s.add(row)
+            s.flush()
+            return self._source(row, app.handle if app else None)
+
+    def sources(self, app: records.App | None) -> list[Source]:
+        """The global sources, or one app's (those stored by its deploys too), by host."""
+        with self._read() as s:
+            rows = s.scalars(
+                select(models.RegistrySource).where(
+                    models.RegistrySource.scope == (app.id if app else 0)
+                )
+            )
+            found = [self._source(r, app.handle if app else None) for r in rows]
+            if app is not None:
+                stored = s.scalars(
+                    select(models.RegistryCredential).where(
+                        models.RegistryCredential.app_id == app.id
+                    )
+                )
+                found += [self._deploy_source(r, app.handle) for r in stored]
+        return sorted(found, key=lambda source: source.host)
+
+    def source(self, app_id: int | None, host: str) -> Source | None:
+        """The source of this scope for the host: an app's, or with None the global one."""
+        with self._read() as s:
+            row = s.scalars(
+                select(models.RegistrySource).where(
+                    models.RegistrySource.scope == (app_id or 0),
+                    models.RegistrySource.host == host,
+                )
+            ).first()
+            if row is not None:
+                return self._source(row, None)
+            if app_id is None:
+                return None
+            stored = s.get(models.RegistryCredential, (app_id, host))
+            return self._deploy_source(stored, None) if stored is not None else None
+
+    def remove_source(self, app_id: int | None, host: str) -> bool:
+        with self._write(changes_apps=False) as s:
+            removed = s.execute(
+                delete(models.RegistrySource).where(
+                    models.RegistrySource.scope == (app_id or 0),
+                    models.RegistrySource.host == host,
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            if app_id is not None:
+                removed += s.execute(
+                    delete(models.RegistryCredential).where(
+                        models.RegistryCredential.app_id == app_id,
+                        models.RegistryCredential.host == host,
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+            return bool(removed)
+
+    def record_fetch(
+        self,
+        source_id: int,
+        *,
+        fetched_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        error: str = "",
+    ) -> None:
+        """What the source's last fetch gave: when, until when, or its error."""
+        values: dict[str, Any] = {"last_error": error}
+        if fetched_at is not None:
+            values.update(last_fetched_at=fetched_at, expires_at=expires_at)
+        with self._write(changes_apps=False) as s:
+            s.execute(
+                update(models.RegistrySource)
+                .where(models.RegistrySource.id == source_id)
+                .values(**values)
+            )
+
+    def apps_pulling_from(self, host: str, app_id: int | None = None) -> list[str]:
+        """Handles of apps whose current release pulls its image from ``host``."""
+        query = select(models.App.handle, models.Release.image).join(
+            models.Release, models.Release.id == models.App.current_release_id
+        )
+        if app_id is not None:
+            query = query.where(models.App.id == app_id)
+        with self._read() as s:
+            rows = list(s.execute(query))
+        prefix = host + "/"
+        return sorted(handle for handle, image in rows if image.startswith(prefix))
