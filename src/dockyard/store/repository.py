@@ -863,12 +863,24 @@ class Store:
             )
 
     def apps_pulling_from(self, host: str, app_id: int | None = None) -> list[str]:
-        """Handles of apps whose current release pulls its image from ``host``."""
+        """Handles of apps whose current release pulls its image from ``host``
+        with this scope's source (an app's, or with None the global one)."""
         query = select(models.App.handle, models.Release.image).join(
             models.Release, models.Release.id == models.App.current_release_id
         )
         if app_id is not None:
             query = query.where(models.App.id == app_id)
+        else:  # the global source serves only apps without a source of their own
+            query = query.where(
+                ~exists().where(
+                    models.RegistrySource.app_id == models.App.id,
+                    models.RegistrySource.host == host,
+                ),
+                ~exists().where(
+                    models.RegistryCredential.app_id == models.App.id,
+                    models.RegistryCredential.host == host,
+                ),
+            )
         with self._read() as s:
             rows = list(s.execute(query))
         prefix = host + "/"

@@ -1,0 +1,136 @@
+"""The resolver: which credentials go to which host, and one retry on rejection."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.errors import CredentialsRejected
+from dockyard.domain.registries import Source, SourceCredentialsRejected, SourceKind
+from dockyard.registry.sources import Sources
+from dockyard.services.credentials import CONFIGURED, GIVEN, Resolver
+
+HOST = "r.example.com"
+
+
+class FakeStore:
+    def __init__(self, sources: dict[tuple[int | None, str], Source]) -> None:
+        self._sources = sources
+        self.fetches: list[dict[str, Any]] = []
+
+    def source(self, app_id: int | None, host: str) -> Source | None:
+        return self._sources.get((app_id, host))
+
+    def record_fetch(self, source_id: int, **values: Any) -> None:
+        self.fetches.append({"id": source_id, **values})
+
+
+def static(app_id: int | None, password: str) -> Source:
+    return Source(
+        HOST,
+        SourceKind.STATIC,
+        app_id,
+        {"username": "u"},
+        {"password": password},
+        id=1 if app_id else 2,
+    )
+
+
+def platform(store: FakeStore, environ: dict[str, str] | None = None) -> Any:
+    found = SimpleNamespace(store=store)
+    found.registry_sources = Sources(environ=environ or dict(os.environ))
+    return found
+
+
+def test_order_given_configured_app_global_none() -> None:
+    given = RegistryCredentials(HOST, "g", "given")
+    configured = RegistryCredentials(HOST, "c", "configured")
+    both = FakeStore({(7, HOST): static(7, "app"), (None, HOST): static(None, "global")})
+    resolver = Resolver(platform(both), 7)
+    assert resolver.for_host(HOST, given=given, configured=configured).origin == GIVEN
+    assert resolver.for_host(HOST, configured=configured).origin == CONFIGURED
+    assert resolver.for_host(HOST).credentials == RegistryCredentials(HOST, "u", "app")
+    only_global = Resolver(platform(FakeStore({(None, HOST): static(None, "global")})), 7)
+    assert only_global.for_host(HOST).credentials == RegistryCredentials(HOST, "u", "global")
+    assert Resolver(platform(FakeStore({})), 7).for_host(HOST).credentials is None
+    # Credentials go to their own host only.
+    other = RegistryCredentials("other.example.com", "g", "given")
+    assert Resolver(platform(FakeStore({})), 7).for_host(HOST, given=other).credentials is None
+
+
+def _counting_helper(tmp_path: Path) -> tuple[Source, dict[str, str]]:
+    counter = tmp_path / "n"
+    counter.write_text("0")
+    script = tmp_path / "docker-credential-count"
+    script.write_text(
+        f"#!/bin/sh\nn=$(($(cat {counter}) + 1))\necho $n > {counter}\n"
+        'printf \'{"Username": "u", "Secret": "secret-%s"}\' "$n"\n'
+    )
+    script.chmod(0o755)
+    source = Source(HOST, SourceKind.CREDENTIAL_HELPER, 7, {"helper": "count"}, id=3)
+    return source, {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+
+def test_rejected_fetched_credentials_are_fetched_again_once(tmp_path: Path) -> None:
+    source, environ = _counting_helper(tmp_path)
+    store = FakeStore({(7, HOST): source})
+    resolver = Resolver(platform(store, environ), 7)
+    first = resolver.for_host(HOST)
+    assert first.credentials is not None and first.credentials.password == "secret-1"
+    assert resolver.for_host(HOST).credentials == first.credentials  # cached
+    tried: list[str] = []
+    logged: list[str] = []
+
+    def pull(found: Any) -> str:
+        password = found[HOST].credentials.password
+        tried.append(password)
+        if password == "secret-1":
+            raise CredentialsRejected(HOST, had_credentials=True)
+        return "pulled"
+
+    result, used = resolver.retrying({HOST: first}, pull, logged.append)
+    assert result == "pulled" and tried == ["secret-1", "secret-2"]
+    assert used[HOST].credentials is not None and used[HOST].credentials.password == "secret-2"
+    assert logged[0] == (
+        f"The registry {HOST} rejected the credentials from its credential-helper source (app):"
+    )
+    assert not any("secret" in line for line in logged)
+    assert [f["id"] for f in store.fetches] == [3, 3]
+
+    def always(found: Any) -> str:
+        raise CredentialsRejected(HOST, had_credentials=True)
+
+    with pytest.raises(SourceCredentialsRejected, match="even freshly fetched"):
+        resolver.retrying({HOST: resolver.for_host(HOST)}, always, logged.append)
+
+
+def test_static_credentials_are_not_retried() -> None:
+    resolver = Resolver(platform(FakeStore({(7, HOST): static(7, "app")})), 7)
+    calls = []
+
+    def pull(found: Any) -> None:
+        calls.append(1)
+        raise CredentialsRejected(HOST, had_credentials=True)
+
+    with pytest.raises(CredentialsRejected) as raised:
+        resolver.retrying({HOST: resolver.for_host(HOST)}, pull, print)
+    assert type(raised.value) is CredentialsRejected and calls == [1]
+
+
+def test_describe_names_the_source_and_its_times() -> None:
+    source = Source(HOST, SourceKind.AWS_ECR, None, {"region": "us-east-1"}, id=4)
+    at = datetime(2026, 12, 4, 12, 3, tzinfo=UTC)
+    from dockyard.domain.registries import Fetched
+    from dockyard.services.credentials import Resolved
+
+    fetched = Fetched(RegistryCredentials(HOST, "AWS", "tok"), at, at.replace(hour=18))
+    resolved = Resolved(HOST, fetched.credentials, source.label, source, fetched)
+    text = resolved.describe()
+    assert text.startswith(f"credentials for {HOST} from aws-ecr source (global), fetched ")
+    assert ", expire " in text and "tok" not in text
