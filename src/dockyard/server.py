@@ -19,13 +19,13 @@ import uvicorn
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
 from dockyard.datadir import DataDirectoryInUse, DataDirectoryLock, make_private
-from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.containers import RegistryCredentials, Runtime
 from dockyard.domain.limits import Limits
 from dockyard.git.repositories import Repositories
 from dockyard.router.caddy import CaddyRouter, RouterError, stop_router
 from dockyard.router.probe import http_status
-from dockyard.runtime.docker import DockerRuntime
-from dockyard.runtime.swarm import SwarmRuntime
+from dockyard.runtime.docker import docker_runtime
+from dockyard.runtime.swarm import swarm_runtime
 from dockyard.services.accounts import bootstrap_admin
 from dockyard.services.context import Platform
 from dockyard.services.events import Events
@@ -58,9 +58,9 @@ class ServerSettings:
     stop_router: bool = False
 
 
-def make_runtime(settings: ServerSettings, installation: str) -> DockerRuntime:
+def make_runtime(settings: ServerSettings, installation: str) -> Runtime:
     if settings.runtime == "docker":
-        return DockerRuntime(installation, settings.docker_host)
+        return docker_runtime(installation, settings.docker_host)
     credentials = None
     if settings.image_registry and settings.image_registry_username:
         credentials = RegistryCredentials(
@@ -68,7 +68,7 @@ def make_runtime(settings: ServerSettings, installation: str) -> DockerRuntime:
             settings.image_registry_username,
             settings.image_registry_password or "",
         )
-    return SwarmRuntime(
+    return swarm_runtime(
         installation,
         settings.docker_host,
         image_registry=settings.image_registry,

@@ -1,4 +1,10 @@
-"""Containers as the runtime reports them, and what a runtime must do."""
+"""Containers as the runtime reports them, and what each part of a runtime must do.
+
+A runtime is three ports: ``Images`` (resolve, pull, read, tag and prune
+images), a ``Builder`` and a ``Scheduler`` that runs containers. A backend
+implements each (``runtime.docker``, ``runtime.swarm``); one that only
+schedules (Kubernetes, later) can reuse the engine's images and builder.
+"""
 
 from __future__ import annotations
 
@@ -65,14 +71,32 @@ class Container:
         return f"{self.address}:{self.port}"
 
 
-class Runtime(Protocol):
-    """Runs an app's containers; the Docker engine today, Swarm next."""
+class Images(Protocol):
+    """The images on the engine and the registries they come from."""
 
     def resolve(self, image: ImageReference, credentials: RegistryCredentials | None) -> str:
         """The image's digest (``sha256:...``), asked of its registry."""
         ...
 
     def pull(self, image: ImageReference, credentials: RegistryCredentials | None) -> None: ...
+
+    def read_first(self, image: str, paths: tuple[str, ...]) -> tuple[str, str] | None:
+        """The first of ``paths`` that is a file in the image, with its text."""
+        ...
+
+    def tag(self, image: str, repository: str, tag: str) -> None: ...
+
+    def image_repository(self, app: str) -> str:
+        """Where the app's built images are tagged, apart from other installations'."""
+        ...
+
+    def prune_tags(self, repository: str, keep: set[str]) -> list[str]:
+        """Remove tags of ``repository`` not in ``keep``; return the removed ones."""
+        ...
+
+
+class Builder(Protocol):
+    """Builds an app's Dockerfile into an image its containers can run."""
 
     def build(
         self,
@@ -84,28 +108,17 @@ class Runtime(Protocol):
         timeout: float,
         on_line: Callable[[str], None],
     ) -> str:
-        """Build a tar context for ``app``; return the image id.
+        """Build a tar context for ``app``; return what its containers run.
 
-        Its ``RUN`` steps run on the app's own network; each credential goes
-        to its host only.
+        That is the image id, or a name pinned to a digest where the image
+        must reach other hosts. Its ``RUN`` steps run on the app's own
+        network; each credential goes to its host only.
         """
         ...
 
-    def tag(self, image: str, repository: str, tag: str) -> None: ...
 
-    def image_repository(self, app: str) -> str:
-        """Where the app's built images are tagged, apart from other installations'."""
-        ...
-
-    def forget(self, app: str) -> None:
-        """Remove what the runtime made for a deprovisioned app (network, built images)."""
-        ...
-
-    def prune_tags(self, repository: str, keep: set[str]) -> list[str]: ...
-
-    def read_first(self, image: str, paths: tuple[str, ...]) -> tuple[str, str] | None:
-        """The first of ``paths`` that is a file in the image, with its text."""
-        ...
+class Scheduler(Protocol):
+    """Runs an app's containers: on one Docker engine, or as Swarm services."""
 
     # Whether ``remove`` stops exactly the containers it is given. Swarm,
     # asked to run fewer tasks of a service, chooses which ones stop itself.
@@ -120,9 +133,9 @@ class Runtime(Protocol):
         indexes: Sequence[int],
         credentials: RegistryCredentials | None = None,
     ) -> list[Container]:
-        """Start one container per index, each on a port of its own (its ``PORT``).
+        """Start one container per index, each with a ``PORT`` of its own.
 
-        ``credentials`` let every host pull the image. A runtime that numbers
+        ``credentials`` let every host pull the image. A scheduler that numbers
         containers itself (Swarm's task slots) may number the new ones otherwise.
         """
         ...
@@ -137,13 +150,26 @@ class Runtime(Protocol):
 
     def logs(self, container_id: str, tail: int = 20) -> str: ...
 
+    def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
+        """The output of the app's containers, line by line, prefixed by service."""
+        ...
+
     def nodes(self) -> list[dict[str, Any]]:
         """The hosts containers run on: id, hostname, address, state, availability, role."""
         ...
 
-    def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
-        """The output of the app's containers, line by line, prefixed by service."""
+    def forget(self, app: str) -> None:
+        """Remove what was made to run a deprovisioned app (its network)."""
         ...
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One backend's three parts, sharing one connection to their engine."""
+
+    images: Images
+    builder: Builder
+    scheduler: Scheduler
 
 
 class Router(Protocol):

@@ -8,6 +8,10 @@ its slot (``PORT`` is a Swarm template), so two tasks may share a node. The
 image is pinned to its digest; registry credentials travel with the service
 creation and updates (``X-Registry-Auth``), and Swarm keeps them for
 re-scheduling, never in the environment.
+
+``swarm_runtime`` composes the manager's engine pieces (its images and its
+builder, as for one engine) with ``SwarmScheduler``, and wraps the builder
+in ``SwarmBuilder``, which pushes each build to ``--image-registry``.
 """
 
 from __future__ import annotations
@@ -37,19 +41,24 @@ from docker.types import (
 from dockyard.domain.building import BuildFailed
 from dockyard.domain.containers import (
     STARTING_STATES,
+    Builder,
     Container,
     ContainerSpec,
+    Images,
     RegistryCredentials,
+    Runtime,
 )
 from dockyard.domain.images import ImageReference
-from dockyard.runtime.docker import (
+from dockyard.runtime.building import EngineBuilder
+from dockyard.runtime.engine import (
     LABEL_APP,
     LABEL_PORT,
     LABEL_RELEASE,
     LABEL_SERVICE,
-    DockerRuntime,
+    Engine,
     merge_lines,
 )
+from dockyard.runtime.images import EngineImages, auth
 
 # Slot N of a service whose port block is B listens on B*100+N: 10001-32732,
 # below Linux's ephemeral ports. Up to 32 tasks per service (MAX_CONTAINERS).
@@ -63,8 +72,26 @@ _FAILED = {"failed", "rejected"}
 _DETAIL_TASK = "com.docker.swarm.task.id="
 
 
-class SwarmRuntime(DockerRuntime):
-    """Runs on a swarm manager; images resolve, pull and build on the manager."""
+def swarm_runtime(
+    installation: str,
+    base_url: str | None = None,
+    image_registry: str | None = None,
+    image_registry_credentials: RegistryCredentials | None = None,
+) -> Runtime:
+    """The ``swarm`` backend, on a manager: images resolve, pull and build there."""
+    engine = Engine(installation, base_url)
+    images = EngineImages(engine)
+    return Runtime(
+        images,
+        SwarmBuilder(
+            engine, EngineBuilder(engine), images, image_registry, image_registry_credentials
+        ),
+        SwarmScheduler(engine, image_registry, image_registry_credentials),
+    )
+
+
+class SwarmScheduler:
+    """Runs each service of a release as one Swarm service, through the manager."""
 
     # Asked for fewer tasks, Swarm picks which ones stop.
     removes_chosen = False
@@ -72,19 +99,17 @@ class SwarmRuntime(DockerRuntime):
 
     def __init__(
         self,
-        installation: str,
-        base_url: str | None = None,
+        engine: Engine,
         image_registry: str | None = None,
         image_registry_credentials: RegistryCredentials | None = None,
     ) -> None:
-        super().__init__(installation, base_url)
+        self._engine = engine
+        self._client = engine.client
         self._addresses: dict[str, str] = {}
         self._released: dict[int, float] = {}  # port block -> when its service was removed
         self._blocks_lock = threading.Lock()
         self.image_registry = image_registry
         self._registry_credentials = image_registry_credentials
-
-    # what differs from one engine: a release's service is a Swarm service
 
     def start(
         self,
@@ -132,7 +157,7 @@ class SwarmRuntime(DockerRuntime):
         self, spec: ContainerSpec, replicas: int, credentials: RegistryCredentials | None
     ) -> str:
         block = self._free_block()
-        labels = {**self.labels(spec), LABEL_PORT: str(block)}
+        labels = {**self._engine.labels(spec), LABEL_PORT: str(block)}
         environment = [f"{k}={v}" for k, v in spec.environment.items()]
         environment.append(f"PORT={block}{_SLOT_PORT}")
         template = TaskTemplate(
@@ -148,7 +173,7 @@ class SwarmRuntime(DockerRuntime):
             placement=Placement(preferences=[PlacementPreference("spread", "node.id")]),
             networks=["host"],
         )
-        api = self.api_with({credentials.host: credentials} if credentials else {})
+        api = self._engine.api_with({credentials.host: credentials} if credentials else {})
         try:
             created = api.create_service(
                 template,
@@ -161,13 +186,15 @@ class SwarmRuntime(DockerRuntime):
         return str(created["ID"])
 
     def _name(self, spec: ContainerSpec) -> str:
-        name = f"dy-{self.installation[:8]}-{spec.app}-{spec.service}-r{spec.release}"
+        name = f"dy-{self._engine.installation[:8]}-{spec.app}-{spec.service}-r{spec.release}"
         if len(name) > 63:  # a DNS label
             name = name[:50] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
         return name
 
     def _find(self, spec: ContainerSpec) -> dict[str, Any] | None:
-        for service in self._client.api.services(filters={"label": self.label_filter(spec.app)}):
+        for service in self._client.api.services(
+            filters={"label": self._engine.label_filter(spec.app)}
+        ):
             labels = service["Spec"].get("Labels", {})
             if labels.get(LABEL_RELEASE) == str(spec.release) and (
                 labels.get(LABEL_SERVICE) == spec.service
@@ -244,7 +271,7 @@ class SwarmRuntime(DockerRuntime):
             )
 
     def containers(self, app: str | None = None) -> list[Container]:
-        services = self._client.api.services(filters={"label": self.label_filter(app)})
+        services = self._client.api.services(filters={"label": self._engine.label_filter(app)})
         return [c for s in services for c in self._slots(s)]
 
     def inspect(self, container_id: str) -> Container | None:
@@ -341,7 +368,7 @@ class SwarmRuntime(DockerRuntime):
 
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
         """The output of every task of the app, each line prefixed by ``service.N |``."""
-        services = self._client.api.services(filters={"label": self.label_filter(app)})
+        services = self._client.api.services(filters={"label": self._engine.label_filter(app)})
 
         def producer(service: Mapping[str, Any]) -> Callable[[list[Any]], Iterator[str]]:
             name = service["Spec"].get("Labels", {}).get(LABEL_SERVICE, "")
@@ -374,7 +401,27 @@ class SwarmRuntime(DockerRuntime):
             )
         return found
 
-    # builds reach every node through a registry
+    def forget(self, app: str) -> None:
+        """Remove the app's network on the manager, where its builds ran."""
+        self._engine.remove_networks(app)
+
+
+class SwarmBuilder:
+    """Builds on the manager; pushes to the image registry so every node can pull."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        builder: Builder,
+        images: Images,
+        image_registry: str | None = None,
+        image_registry_credentials: RegistryCredentials | None = None,
+    ) -> None:
+        self._client = engine.client
+        self._builder = builder
+        self._images = images
+        self.image_registry = image_registry
+        self._registry_credentials = image_registry_credentials
 
     def build(
         self,
@@ -393,7 +440,7 @@ class SwarmRuntime(DockerRuntime):
                 "this swarm has several nodes and built images must reach them all: "
                 "start the server with --image-registry HOST/PREFIX (and its credentials)"
             )
-        image_id = super().build(
+        image_id = self._builder.build(
             context,
             app=app,
             credentials=credentials,
@@ -405,18 +452,18 @@ class SwarmRuntime(DockerRuntime):
             return image_id
         repository = f"{self.image_registry}/build"
         tag = image_id.removeprefix("sha256:")[:16]
-        self._client.api.tag(image_id, repository, tag)
-        auth = self._registry_credentials
+        self._images.tag(image_id, repository, tag)
+        pushing = self._registry_credentials
         on_line(f"Pushing {repository}:{tag}")
         for event in self._client.api.push(
             repository,
             tag=tag,
             stream=True,
             decode=True,
-            auth_config={"username": auth.username, "password": auth.password} if auth else None,
+            auth_config=auth(pushing),
         ):
             if "error" in event:
                 raise BuildFailed(f"pushing the built image failed: {event['error']}")
         reference = ImageReference.parse(f"{repository}:{tag}")
-        digest = self.resolve(reference, auth)
+        digest = self._images.resolve(reference, pushing)
         return str(reference.pinned(digest))

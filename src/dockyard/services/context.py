@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.domain.containers import Router, Runtime
+from dockyard.domain.containers import Builder, Images, Router, Runtime, Scheduler
 from dockyard.domain.errors import DockyardError
 from dockyard.domain.limits import Limits
 from dockyard.domain.records import User
@@ -62,14 +62,24 @@ class Platform:
     def git_remote(self, handle: str) -> str:
         return f"{self.public_url}/git/{handle}.git"
 
-    def runtime(self) -> Runtime:
-        """The container runtime, connected on first use."""
+    def _connected(self) -> Runtime:
+        """The runtime's parts, connected on first use."""
         with self._lock:
             if self._runtime is None:
                 if self.make_runtime is None:
                     raise NoRuntime()
                 self._runtime = self.make_runtime()
             return self._runtime
+
+    # One accessor per part, so each use case names the one it needs.
+    def images(self) -> Images:
+        return self._connected().images
+
+    def builder(self) -> Builder:
+        return self._connected().builder
+
+    def scheduler(self) -> Scheduler:
+        return self._connected().scheduler
 
     def git(self) -> Repositories:
         if self.repositories is None:

@@ -23,7 +23,7 @@ from dockyard.domain.containers import (
     Container,
     ContainerSpec,
     RegistryCredentials,
-    Runtime,
+    Scheduler,
 )
 from dockyard.domain.errors import HealthCheckFailed, InvalidInput
 from dockyard.domain.images import ImageReference
@@ -146,19 +146,19 @@ def _pull(
 ) -> Artifact:
     platform = run.platform
     credentials = given or platform.store.credentials(app.id, image.host)
-    runtime = platform.runtime()
+    images = platform.images()
     auth = (
         "with the credentials given"
         if given
         else ("with stored credentials" if credentials else "without credentials")
     )
     run.log(f"Resolving {image} ({auth} for {image.host})")
-    digest = image.digest or runtime.resolve(image, credentials)
+    digest = image.digest or images.resolve(image, credentials)
     pinned = image.pinned(digest)
     store = run.platform.store
     current = store.get_release(app.current_release_id) if app.current_release_id else None
     guess = list(current.services) if current else default_services()
-    if runtime.pulls_on_nodes and all(s.routed for s in guess):
+    if platform.scheduler().pulls_on_nodes and all(s.routed for s in guess):
         # Only the Procfile needs the image here: read it while the nodes pull
         # and start the services the app ran last time (web or cmd only).
         run.log(f"Pulling {pinned} for its Procfile while the nodes start it")
@@ -166,7 +166,7 @@ def _pull(
             str(pinned), str(image), guess, _services_later(run, pinned, credentials, guess)
         )
     run.log(f"Pulling {pinned}")
-    runtime.pull(pinned, credentials)
+    images.pull(pinned, credentials)
     return Artifact(str(pinned), str(image), _image_services(run, str(pinned)))
 
 
@@ -201,11 +201,11 @@ def _services_later(
     credentials: RegistryCredentials | None,
     guess: list[Service],
 ) -> PendingServices:
-    runtime = run.platform.runtime()
+    images = run.platform.images()
 
     def pull_and_read() -> tuple[str, str] | None:
-        runtime.pull(pinned, credentials)
-        return runtime.read_first(str(pinned), PROCFILE_PATHS)
+        images.pull(pinned, credentials)
+        return images.read_first(str(pinned), PROCFILE_PATHS)
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="procfile")
     future = executor.submit(pull_and_read)
@@ -255,7 +255,7 @@ def _build(
             )
         hosts = ", ".join(sorted(credentials)) or "none"
         run.log(f"Building commit {commit[:7]} (registry credentials for: {hosts})")
-        image_id = platform.runtime().build(
+        image_id = platform.builder().build(
             context,
             app=app.handle,
             credentials=credentials,
@@ -291,14 +291,14 @@ def _read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
 
 def _keep_build(run: OperationRun, app: records.App, release: Release) -> None:
     """Tag the build ``dockyard/<installation>/<app>:<release>``; drop tags beyond the last few."""
-    runtime = run.platform.runtime()
-    repository = runtime.image_repository(app.handle)
-    runtime.tag(release.image, repository, str(release.id))
+    images = run.platform.images()
+    repository = images.image_repository(app.handle)
+    images.tag(release.image, repository, str(release.id))
     recent = [r for r in run.platform.store.releases(app.id) if r.source.startswith("git:")]
     keep = {str(r.id) for r in recent[: run.platform.kept_builds]} | {str(release.id)}
     if app.current_release_id is not None:
         keep.add(str(app.current_release_id))
-    runtime.prune_tags(repository, keep)
+    images.prune_tags(repository, keep)
 
 
 def restart_with(
@@ -332,7 +332,7 @@ def restart_with(
 
 
 def _image_services(run: OperationRun, image: str) -> list[Service]:
-    return _services_from(run, run.platform.runtime().read_first(image, PROCFILE_PATHS))
+    return _services_from(run, run.platform.images().read_first(image, PROCFILE_PATHS))
 
 
 def _services_from(run: OperationRun, found: tuple[str, str] | None) -> list[Service]:
@@ -355,7 +355,7 @@ def release_credentials(
 
 
 def start_containers(
-    runtime: Runtime,
+    scheduler: Scheduler,
     handle: str,
     release: Release,
     service: Service,
@@ -372,7 +372,7 @@ def start_containers(
         command=service.command,
         environment=process_environment(values),
     )
-    return runtime.start(spec, indexes, credentials)
+    return scheduler.start(spec, indexes, credentials)
 
 
 def roll_out(
@@ -385,9 +385,9 @@ def roll_out(
     pending: PendingServices | None = None,
 ) -> None:
     platform = run.platform
-    runtime = platform.runtime()
+    scheduler = platform.scheduler()
     credentials = credentials or release_credentials(platform, app.id, release)
-    old = [c for c in runtime.containers(app.handle) if c.release != release.id]
+    old = [c for c in scheduler.containers(app.handle) if c.release != release.id]
     started: list[tuple[Service, Container]] = []
     try:
         for service in release.services:
@@ -399,7 +399,7 @@ def roll_out(
             pending.check(wait=True)
         run.check_cancelled()
     except BaseException:
-        runtime.remove([c for _, c in started], grace=0)
+        scheduler.remove([c for _, c in started], grace=0)
         platform.store.fail_release(release.id)
         run.log(f"Removed the containers of release {release.id}; the previous release stays")
         raise
@@ -410,7 +410,7 @@ def roll_out(
         run.log(f"Router: {platform.url(app.handle)} now goes to release {release.id}")
     if old:
         _drain(run, [c.upstream for c in old])
-        runtime.remove(old)
+        scheduler.remove(old)
         run.log(f"Stopped {len(old)} container(s) of the previous release")
 
 
@@ -426,7 +426,7 @@ def _start(
 ) -> None:
     """Start containers of a service and add them to ``started``."""
     containers = start_containers(
-        run.platform.runtime(), handle, release, service, indexes, values, credentials
+        run.platform.scheduler(), handle, release, service, indexes, values, credentials
     )
     for container in containers:
         started.append((service, container))
@@ -445,7 +445,7 @@ def _check_health(
     values: Mapping[str, str],
     pending: PendingServices | None = None,
 ) -> None:
-    runtime = run.platform.runtime()
+    scheduler = run.platform.scheduler()
     probe = run.platform.probe
     begin = time.monotonic()
     waiting = {c.id: (s, c) for s, c in started}
@@ -462,7 +462,7 @@ def _check_health(
             pending.check(wait=False)
         elapsed = time.monotonic() - begin
         # One listing a pass, rather than one inspection per container.
-        now = {c.id: c for app in apps for c in runtime.containers(app)}
+        now = {c.id: c for app in apps for c in scheduler.containers(app)}
         for container_id, (service, container) in list(waiting.items()):
             state = now.get(container_id)
             if state is None or not (state.running or state.starting):
@@ -498,7 +498,7 @@ def _check_health(
 def _failed(
     run: OperationRun, container: Container, values: Mapping[str, str], why: str
 ) -> HealthCheckFailed:
-    logs = run.platform.runtime().logs(container.id, tail=LOG_LINES_ON_FAILURE)
+    logs = run.platform.scheduler().logs(container.id, tail=LOG_LINES_ON_FAILURE)
     for key, value in values.items():  # an app may print its own secrets
         if is_secret(key) and value:
             logs = logs.replace(value, MASK)
@@ -516,18 +516,18 @@ def scale(run: OperationRun) -> str:
     service_name, count = str(run.operation.payload["service"]), int(run.operation.payload["count"])
     release = _current_release(platform, app)
     service = _service_of(app, release, service_name)
-    runtime = platform.runtime()
+    scheduler = platform.scheduler()
     containers = sorted(
         (
             c
-            for c in runtime.containers(app.handle)
+            for c in scheduler.containers(app.handle)
             if c.release == release.id and c.service == service.name
         ),
         key=lambda c: c.index,
     )
     run.log(f"Scaling {app.handle} {service.name} from {len(containers)} to {count}")
     scaled = replace(app, scale={**app.scale, service.name: count})
-    if count < len(containers) and not runtime.removes_chosen:
+    if count < len(containers) and not scheduler.removes_chosen:
         return _scale_down_by_restart(run, scaled, service, count)
     values = platform.store.configuration(app.id, release.config_version).values
     keep = containers[:count]
@@ -545,7 +545,7 @@ def scale(run: OperationRun) -> str:
         )
         _check_health(run, started, HealthCheck.from_configuration(values), values)
     except BaseException:
-        runtime.remove([c for _, c in started], grace=0)
+        scheduler.remove([c for _, c in started], grace=0)
         run.log("Removed the new containers; the app runs as before")
         raise
     serving = keep + [c for _, c in started]
@@ -559,7 +559,7 @@ def scale(run: OperationRun) -> str:
     if extra:
         if service.routed:
             _drain(run, [c.upstream for c in extra])
-        runtime.remove(extra)
+        scheduler.remove(extra)
         run.log(f"Stopped {len(extra)} container(s)")
     platform.store.set_scale(app.id, dict(scaled.scale))
     return f"{service.name} runs {count} container(s)"

@@ -50,11 +50,13 @@ def deprovision(run: OperationRun) -> str:
     run.check_cancelled()
     if platform.store.releases(app.id):
         platform.router().unroute(app.handle)
-        runtime = platform.runtime()
-        containers = runtime.containers(app.handle)
-        runtime.remove(containers)
+        scheduler = platform.scheduler()
+        containers = scheduler.containers(app.handle)
+        scheduler.remove(containers)
         run.log(f"Removed {len(containers)} container(s) and the route")
-    platform.runtime().forget(app.handle)
+    platform.scheduler().forget(app.handle)
+    images = platform.images()
+    images.prune_tags(images.image_repository(app.handle), keep=set())
     platform.store.delete_app(app.id)
     if platform.repositories is not None:
         platform.repositories.remove(app.handle)

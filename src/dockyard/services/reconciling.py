@@ -21,10 +21,10 @@ log = logging.getLogger("dockyard.reconcile")
 
 def reconcile(platform: Platform) -> list[str]:
     """Return what was changed, one line per action."""
-    store, runtime = platform.store, platform.runtime()
+    store, scheduler = platform.store, platform.scheduler()
     live = store.live_releases()
     by_app: dict[str, list[Container]] = defaultdict(list)
-    for container in runtime.containers():
+    for container in scheduler.containers():
         by_app[container.app].append(container)
 
     actions: list[str] = []
@@ -47,12 +47,12 @@ def reconcile(platform: Platform) -> list[str]:
 
 
 def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> list[str]:
-    store, runtime, router = platform.store, platform.runtime(), platform.router()
+    store, scheduler, router = platform.store, platform.scheduler(), platform.router()
     actions = []
-    containers = runtime.containers(handle)
+    containers = scheduler.containers(handle)
     leftovers = [c for c in containers if release is None or c.release != release.id]
     if leftovers:
-        runtime.remove(leftovers, grace=0)
+        scheduler.remove(leftovers, grace=0)
         actions += [
             f"removed leftover {handle}.{c.service} (release {c.release})" for c in leftovers
         ]
@@ -73,7 +73,7 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
             used = {c.index for c in mine}
             free = [i for i in range(wanted + len(mine)) if i not in used]
             mine += start_containers(
-                runtime,
+                scheduler,
                 handle,
                 release,
                 service,
@@ -83,7 +83,7 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
             )
             actions.append(f"restarted missing {handle}.{service.name} containers")
         elif len(mine) > wanted:
-            runtime.remove(mine[wanted:])
+            scheduler.remove(mine[wanted:])
             actions.append(f"removed {len(mine) - wanted} extra {handle}.{service.name}")
             mine = mine[:wanted]
         if service.routed:

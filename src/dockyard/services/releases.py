@@ -133,7 +133,7 @@ def running(platform: Platform, app: records.App) -> Running:
     if app.current_release_id is not None:
         release = platform.store.get_release(app.current_release_id)
         containers = sorted(
-            platform.runtime().containers(app.handle),
+            platform.scheduler().containers(app.handle),
             key=lambda c: (c.release, c.service, c.index),
         )
     return Running(
@@ -152,16 +152,16 @@ def logs(
         raise InvalidInput(f"--tail must be 0 or more, not {tail}")
     if app.current_release_id is None:
         raise InvalidInput(f"app {app.handle!r} has never been deployed: it has no logs")
-    return platform.runtime().app_logs(app.handle, tail, follow)
+    return platform.scheduler().app_logs(app.handle, tail, follow)
 
 
 def nodes(platform: Platform, user: records.User) -> list[dict[str, Any]]:
-    """The runtime's nodes, each with the tasks of the user's apps placed on it."""
+    """The scheduler's nodes, each with the tasks of the user's apps placed on it."""
     visible = {app.handle for app in apps.list_visible(platform, user)}
-    runtime = platform.runtime()
-    containers = [c for c in runtime.containers() if c.app in visible]
+    scheduler = platform.scheduler()
+    containers = [c for c in scheduler.containers() if c.app in visible]
     found = []
-    listed = runtime.nodes()
+    listed = scheduler.nodes()
     for node in listed:
         # One engine runs every container (at addresses of their own); on
         # Swarm a task is at its node's address.
