@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from dockyard import __version__
 from dockyard.api import deps, errors
 from dockyard.api.limits import BodyLimit
-from dockyard.api.routes import apps, configuration, git, operations, users
+from dockyard.api.routes import apps, configuration, git, operations, registries, users
 from dockyard.api.schemas import Health
 from dockyard.services.context import Platform
 
@@ -38,7 +38,7 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations):
+    for module in (users, apps, configuration, operations, registries):
         api.include_router(module.router)
     # The git routes are written with the limits of what they read; their answers:
     api.include_router(git.router, responses=errors.responses(401, 404, 409, 413, 422))

@@ -13,6 +13,7 @@ from starlette.routing import Match, Route
 from dockyard.api.schemas import DOMAIN_ERROR, ErrorOut
 from dockyard.domain import errors
 from dockyard.domain.limits import TooLarge
+from dockyard.domain.registries import SourceFailed
 
 STATUS = {
     errors.InvalidInput: 422,
@@ -23,6 +24,7 @@ STATUS = {
     errors.CredentialsRejected: 502,
     errors.ImageNotFound: 502,
     errors.RegistryUnreachable: 502,
+    SourceFailed: 502,
     errors.EngineUnreachable: 503,
     TooLarge: 413,
 }
@@ -37,6 +39,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with what exists, or too many operations are queued for the app",
     413: "The request body is over the server's limit",
     422: "The request is malformed or breaks a rule; the message says which",
+    502: "A registry refused the credentials or the image, or a credential source failed",
     503: "The container engine cannot be reached",
 }
 

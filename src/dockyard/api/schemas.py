@@ -265,3 +265,63 @@ class LogEvent(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
+
+
+class RegistrySourceIn(_In):
+    """A credential source for one registry host; exactly one kind's fields."""
+
+    host: Text
+    app: Handle | None = None
+    username: Text | None = None
+    password: Text | None = None
+    aws_ecr: bool = False
+    aws_region: Text | None = None
+    aws_access_key_id: Text | None = None
+    aws_secret_access_key: Text | None = None
+    aws_role_arn: Text | None = None
+    aws_endpoint_url: Text | None = None
+    credential_helper: Text | None = None
+    cache_seconds: int | None = None
+
+
+class RegistrySourceOut(BaseModel):
+    """A source as anyone may see it: never a password, token or secret key."""
+
+    host: str
+    kind: str
+    scope: str  # "global" or "app"
+    app: str | None
+    settings: dict[str, str]
+    created_by: str
+    created_at: datetime | None
+    last_fetched_at: datetime | None
+    expires_at: datetime | None
+    last_error: str
+    stored_by_deploy: bool
+
+
+class RegistryCheckIn(_In):
+    app: Handle | None = None
+    image: Text | None = None
+
+
+class RegistryRefreshIn(_In):
+    app: Handle | None = None
+    host: Text | None = None
+
+
+class RegistryFetchOut(BaseModel):
+    """What a fetch just now gave: where from, until when, or the source's error."""
+
+    source: RegistrySourceOut
+    fetched: str  # "credentials for HOST from ..., fetched 12:03, expire 00:03"
+    found: bool
+    expires_at: datetime | None
+    error: str
+    checked: str = ""
+    replaced: bool = False
+
+
+class RegistryRemovedOut(BaseModel):
+    source: RegistrySourceOut
+    used_by: list[str]

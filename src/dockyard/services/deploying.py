@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dockyard.domain import records
-from dockyard.domain.building import BuildFailed, build_credentials, from_images
+from dockyard.domain.building import BuildFailed, from_images
 from dockyard.domain.configuration import MASK, is_secret, process_environment
 from dockyard.domain.containers import (
     Container,
@@ -38,6 +38,7 @@ from dockyard.domain.releases import (
 )
 from dockyard.services.configuration import change_from_payload
 from dockyard.services.context import Platform
+from dockyard.services.credentials import GIVEN, Resolved, Resolver, release_credentials_for
 from dockyard.services.running import OperationRun
 
 # How long requests already sent to containers being replaced may take.
@@ -113,11 +114,11 @@ def deploy(run: OperationRun) -> str:
     if artifact.source.startswith("git:"):
         _keep_build(run, app, release)
     try:
-        roll_out(run, app, release, values, health, given, artifact.pending)
+        roll_out(run, app, release, values, health, artifact.credentials, artifact.pending)
     except ServicesDiffer as differ:
         run.log("The image's services differ from the ones started: starting the image's")
         release = new_release(differ.services)
-        roll_out(run, app, release, values, health, given)
+        roll_out(run, app, release, values, health, artifact.credentials)
     version = platform.store.activate_release(
         app.id,
         release.id,
@@ -136,6 +137,8 @@ class Artifact:
     source: str  # what the user named: an image reference or git:<commit>
     services: list[Service]  # or a guess, while ``pending`` reads the image's
     pending: PendingServices | None = None
+    # What the image was pulled with, for the hosts that pull it again (Swarm nodes).
+    credentials: RegistryCredentials | None = None
 
 
 def _pull(
@@ -145,15 +148,15 @@ def _pull(
     given: RegistryCredentials | None,
 ) -> Artifact:
     platform = run.platform
-    credentials = given or platform.store.credentials(app.id, image.host)
     images = platform.images()
-    auth = (
-        "with the credentials given"
-        if given
-        else ("with stored credentials" if credentials else "without credentials")
+    resolver = Resolver(platform, app.id)
+    resolved = {image.host: resolver.for_host(image.host, given=given)}
+    run.log(f"Resolving {image} ({resolved[image.host].phrase()})")
+    digest, resolved = resolver.retrying(
+        resolved,
+        lambda found: image.digest or images.resolve(image, found[image.host].credentials),
+        run.log,
     )
-    run.log(f"Resolving {image} ({auth} for {image.host})")
-    digest = image.digest or images.resolve(image, credentials)
     pinned = image.pinned(digest)
     store = run.platform.store
     current = store.get_release(app.current_release_id) if app.current_release_id else None
@@ -162,12 +165,15 @@ def _pull(
         # Only the Procfile needs the image here: read it while the nodes pull
         # and start the services the app ran last time (web or cmd only).
         run.log(f"Pulling {pinned} for its Procfile while the nodes start it")
-        return Artifact(
-            str(pinned), str(image), guess, _services_later(run, pinned, credentials, guess)
-        )
+        credentials = resolved[image.host].credentials
+        later = _services_later(run, pinned, credentials, guess)
+        return Artifact(str(pinned), str(image), guess, later, credentials)
     run.log(f"Pulling {pinned}")
-    images.pull(pinned, credentials)
-    return Artifact(str(pinned), str(image), _image_services(run, str(pinned)))
+    _, resolved = resolver.retrying(
+        resolved, lambda found: images.pull(pinned, found[image.host].credentials), run.log
+    )
+    credentials = resolved[image.host].credentials
+    return Artifact(str(pinned), str(image), _image_services(run, str(pinned)), None, credentials)
 
 
 class ServicesDiffer(Exception):
@@ -235,34 +241,26 @@ def _build(
                 f"commit {commit[:7]} has no Dockerfile at the root of the repository: "
                 "add one, commit and push again"
             )
-        stored = {
-            host: found
-            for host in platform.store.credential_hosts(app.id)
-            if (found := platform.store.credentials(app.id, host)) is not None
-        }
-        credentials = build_credentials(dockerfile, values, stored)
-        given = None
-        if keep_given:
-            username = values["DOCKYARD_PRIVATE_REGISTRY_USERNAME"]
-            password = values["DOCKYARD_PRIVATE_REGISTRY_PASSWORD"]
-            given = next(
-                (
-                    c
-                    for c in credentials.values()
-                    if (c.username, c.password) == (username, password)
-                ),
-                None,
-            )
-        hosts = ", ".join(sorted(credentials)) or "none"
+        resolver = Resolver(platform, app.id)
+        resolved = resolver.for_build(dockerfile, values, given=keep_given)
+        given = next((r.credentials for r in resolved.values() if r.origin == GIVEN), None)
+        hosts = ", ".join(h for h, r in resolved.items() if r.credentials) or "none"
         run.log(f"Building commit {commit[:7]} (registry credentials for: {hosts})")
-        image_id = platform.builder().build(
-            context,
-            app=app.handle,
-            credentials=credentials,
-            from_images=from_images(dockerfile),
-            timeout=platform.build_timeout,
-            on_line=lambda line: run.log(f"  {line}"),
-        )
+        for found in resolved.values():
+            if found.credentials is not None or found.source is not None:
+                run.log(f"  FROM images on {found.host}: {found.phrase()}")
+
+        def build(found: Mapping[str, Resolved]) -> str:
+            return platform.builder().build(
+                context,
+                app=app.handle,
+                credentials={h: r.credentials for h, r in found.items() if r.credentials},
+                from_images=from_images(dockerfile),
+                timeout=platform.build_timeout,
+                on_line=lambda line: run.log(f"  {line}"),
+            )
+
+        image_id, _ = resolver.retrying(resolved, build, run.log)
     finally:
         context.unlink(missing_ok=True)
     run.log(f"Built {image_id[:19]}")
@@ -346,12 +344,16 @@ def _services_from(run: OperationRun, found: tuple[str, str] | None) -> list[Ser
 
 
 def release_credentials(
-    platform: Platform, app_id: int, release: Release
+    platform: Platform,
+    app_id: int,
+    release: Release,
+    log: Callable[[str], None] | None = None,
 ) -> RegistryCredentials | None:
-    """The stored credentials for the registry a release's image comes from."""
+    """What the registry a release's image comes from gets now (see ``credentials``)."""
     if release.image.startswith("sha256:"):
         return None  # built here: no registry to pull from
-    return platform.store.credentials(app_id, ImageReference.parse(release.image).host)
+    host = ImageReference.parse(release.image).host
+    return release_credentials_for(platform, app_id, host, log)
 
 
 def start_containers(
@@ -386,7 +388,7 @@ def roll_out(
 ) -> None:
     platform = run.platform
     scheduler = platform.scheduler()
-    credentials = credentials or release_credentials(platform, app.id, release)
+    credentials = credentials or release_credentials(platform, app.id, release, run.log)
     old = [c for c in scheduler.containers(app.handle) if c.release != release.id]
     started: list[tuple[Service, Container]] = []
     try:

@@ -1,0 +1,176 @@
+"""Registry credential sources as users manage them: list, add, test, refresh, remove.
+
+Global sources (no app) are for admins only; an app's are for those who
+may see the app (others are told it does not exist, as for apps).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dockyard.domain import records
+from dockyard.domain.errors import (
+    CredentialsRejected,
+    Forbidden,
+    ImageNotFound,
+    InvalidInput,
+)
+from dockyard.domain.images import ImageReference
+from dockyard.domain.registries import (
+    Source,
+    SourceFailed,
+    SourceNotFound,
+    new_source,
+    validate_host,
+)
+from dockyard.registry import credential_helpers
+from dockyard.registry.sources import fetch_now
+from dockyard.services import apps
+from dockyard.services.context import Platform
+from dockyard.services.credentials import Resolved, Resolver, sources_of
+
+# An image no registry holds: resolving it checks a login without pulling.
+_PROBE_REPOSITORY = "dockyard-credentials-check/none"
+
+
+class GlobalSourcesForAdmins(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "registry sources for every app (no --app) need an admin token: "
+            "pass --app for one of your apps"
+        )
+
+
+def _scope(platform: Platform, user: records.User, handle: str | None) -> records.App | None:
+    if handle is None:
+        if not user.is_admin:
+            raise GlobalSourcesForAdmins()
+        return None
+    return apps.find(platform, user, handle)
+
+
+def _scope_name(app: records.App | None) -> str:
+    return "global" if app is None else f"app {app.handle}"
+
+
+def list_sources(platform: Platform, user: records.User, handle: str | None) -> list[Source]:
+    return platform.store.sources(_scope(platform, user, handle))
+
+
+@dataclass(frozen=True)
+class Added:
+    source: Source
+    resolved: Resolved
+    replaced: bool
+
+
+def add(
+    platform: Platform, user: records.User, handle: str | None, host: str, **options: Any
+) -> Added:
+    """Check, fetch once, then store: a source that cannot answer is not stored."""
+    app = _scope(platform, user, handle)
+    new = new_source(host, environ=os.environ, **options)
+    helper = new.settings.get("helper")
+    if helper is not None and credential_helpers.program(helper) is None:
+        raise InvalidInput(
+            f"unknown credential helper {helper!r}: there is no docker-credential-{helper} "
+            "on the server's PATH"
+        )
+    trial = Source(new.host, new.kind, app.id if app else None, new.settings, new.secrets)
+    try:
+        fetched = fetch_now(trial)
+    except SourceFailed as failed:
+        raise InvalidInput(f"{failed.message}; nothing was stored") from None
+    replaced = platform.store.source(app.id if app else None, new.host) is not None
+    source = platform.store.add_source(new, app, user.name)
+    if source.kind.fetches:
+        platform.store.record_fetch(
+            source.id, fetched_at=fetched.fetched_at, expires_at=fetched.expires_at
+        )
+    cache = sources_of(platform)
+    cache.forget()  # whatever an older source of the host gave
+    cache.keep(source, fetched)
+    return Added(
+        source, Resolved(source.host, fetched.credentials, source.label, source, fetched), replaced
+    )
+
+
+def _find(platform: Platform, app: records.App | None, host: str) -> Source:
+    host = validate_host(host)
+    found = platform.store.source(app.id if app else None, host)
+    if found is None:
+        raise SourceNotFound(host, _scope_name(app))
+    return found
+
+
+@dataclass(frozen=True)
+class Tested:
+    resolved: Resolved
+    checked: str  # what the registry said
+
+
+def test(
+    platform: Platform,
+    user: records.User,
+    handle: str | None,
+    host: str,
+    image: str | None = None,
+) -> Tested:
+    """Fetch now (no cache) and check the credentials against the registry."""
+    app = _scope(platform, user, handle)
+    source = _find(platform, app, host)
+    reference = ImageReference.parse(image) if image else None
+    if reference is not None and reference.host != source.host:
+        raise InvalidInput(
+            f"--image {image} is on {reference.host}, not {source.host}: credentials go only "
+            "to their own host"
+        )
+    resolved = Resolver(platform, app.id if app else None).fetch(source, force=True)
+    images = platform.images()
+    if reference is not None:
+        digest = reference.digest or images.resolve(reference, resolved.credentials)
+        return Tested(resolved, f"{reference} resolves to {digest}")
+    probe = ImageReference(source.host, _PROBE_REPOSITORY, "latest")
+    try:
+        images.resolve(probe, resolved.credentials)
+    except ImageNotFound:
+        pass  # the registry let us in and found nothing: the login works
+    except CredentialsRejected:
+        raise
+    return Tested(resolved, f"the registry {source.host} accepts the credentials")
+
+
+def refresh(
+    platform: Platform, user: records.User, handle: str | None, host: str | None
+) -> list[tuple[Source, Resolved | str]]:
+    """Fetch now, bypassing the cache: one source, or every source of the scope."""
+    app = _scope(platform, user, handle)
+    chosen = [_find(platform, app, host)] if host else platform.store.sources(app)
+    resolver = Resolver(platform, app.id if app else None)
+    done: list[tuple[Source, Resolved | str]] = []
+    for source in chosen:
+        if not source.kind.fetches:
+            continue
+        try:
+            done.append((source, resolver.fetch(source, force=True)))
+        except SourceFailed as failed:
+            done.append((source, failed.message))
+    return done
+
+
+@dataclass(frozen=True)
+class Removed:
+    source: Source
+    used_by: list[str]
+
+
+def remove(platform: Platform, user: records.User, handle: str | None, host: str) -> Removed:
+    """Remove a source; say which apps' current releases pull from its host."""
+    app = _scope(platform, user, handle)
+    source = _find(platform, app, host)
+    used_by = platform.store.apps_pulling_from(source.host, app.id if app else None)
+    platform.store.remove_source(app.id if app else None, source.host)
+    sources_of(platform).forget(source)
+    return Removed(source, used_by)
