@@ -34,11 +34,17 @@ SEED = 9
 #   reads any 404 there as the app just created being gone, and the stateful
 #   phase takes no per-operation setting, so that one check is left out.
 STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys"
+# - ``/registries``: a source has exactly one kind (``--username``, ``--aws-ecr``
+#   or ``--credential-helper``), is fetched before it is stored, and global ones
+#   are for admins: well-formed requests get the domain's 403, 404 or 422.
 CONFIG = f"""
 [[operations]]
 include-path-regex = "^/apps/\\\\{{handle\\\\}}/({STATEFUL})$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
+[[operations]]
+include-path-regex = "^/registries"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
 
 

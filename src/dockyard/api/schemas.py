@@ -21,6 +21,7 @@ from dockyard.domain.building import validate_commitish
 from dockyard.domain.configuration import validate_key
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.names import validate_handle, validate_user_name
+from dockyard.domain.registries import HOST_PATTERN, validate_host
 from dockyard.services.deploying import MAX_CONTAINERS
 
 # The type of a validation error whose message is a domain rule's, shown as it is.
@@ -267,10 +268,15 @@ class Health(BaseModel):
     version: str
 
 
+RegistryHost = Annotated[
+    str, _ruled(validate_host), _schema(pattern=f"^{HOST_PATTERN}$", minLength=1, maxLength=255)
+]
+
+
 class RegistrySourceIn(_In):
     """A credential source for one registry host; exactly one kind's fields."""
 
-    host: Text
+    host: RegistryHost
     app: Handle | None = None
     username: Text | None = None
     password: Text | None = None
@@ -307,7 +313,7 @@ class RegistryCheckIn(_In):
 
 class RegistryRefreshIn(_In):
     app: Handle | None = None
-    host: Text | None = None
+    host: RegistryHost | None = None
 
 
 class RegistryFetchOut(BaseModel):

@@ -21,10 +21,12 @@ DEFAULT_CACHE_SECONDS = 300
 MAX_CACHE_SECONDS = 12 * 3600
 MASK = "********"
 
-_HOST = re.compile(
+# A registry host with an optional port; also the API's JSON Schema pattern.
+HOST_PATTERN = (
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?"
 )
+_HOST = re.compile(HOST_PATTERN)
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
 _ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 _ECR_HOST = re.compile(

@@ -12,11 +12,11 @@ from dockyard.api.schemas import (
     Handle,
     RegistryCheckIn,
     RegistryFetchOut,
+    RegistryHost,
     RegistryRefreshIn,
     RegistryRemovedOut,
     RegistrySourceIn,
     RegistrySourceOut,
-    Text,
 )
 from dockyard.domain.registries import Source
 from dockyard.services import registries
@@ -25,7 +25,9 @@ from dockyard.services.credentials import Resolved
 router = APIRouter(tags=["registries"])
 
 AppQuery = Annotated[Handle | None, Query(description="The app's handle; none: global sources")]
-HostPath = Annotated[Text, Path(description="The registry host, e.g. registry.example.com:5000")]
+HostPath = Annotated[
+    RegistryHost, Path(description="The registry host, e.g. registry.example.com:5000")
+]
 
 # Settings anyone who sees the source may read; the rest stays inside.
 _SHOWN = ("username", "region", "role_arn", "endpoint_url", "helper", "cache_seconds")
