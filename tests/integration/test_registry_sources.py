@@ -544,3 +544,45 @@ def test_static_source_and_deploy_stored_credentials(
     assert app in removed.err
     assert sources(srv, app) == []
     assert registry.password.encode() not in srv.database_bytes()
+
+
+def test_refresh_and_fetch_errors_are_shown(
+    srv: Server, registry: Registry, helpers: Path, app: str, tmp_path: Path
+) -> None:
+    answer = tmp_path / "answer.json"
+    answer.write_text(login("someone", "pw-" + uuid.uuid4().hex))
+    name = answering(helpers, answer)
+    added = srv.cli("registries:add", registry.host, "--app", app, "--credential-helper", name)
+    assert added.code == 0, added.text
+    refreshed = srv.cli("registries:refresh", registry.host, "--app", app)
+    assert refreshed.code == 0, refreshed.text
+    assert refreshed.out.startswith(
+        f"Credentials for {registry.host} from credential-helper source (app), fetched "
+    )
+
+    answer.write_text("not JSON")
+    why = 'it printed no valid JSON (expected {"ServerURL", "Username", "Secret"})'
+    failed = srv.cli("registries:refresh", "--app", app)
+    assert failed.code == 7
+    assert failed.out.strip() == (
+        f"{registry.host}: the credential-helper source (app) for {registry.host} failed: {why}"
+    )
+    [listed] = sources(srv, app)
+    assert listed["last_error"] == why
+    table = srv.cli("registries", "--app", app)
+    assert table.out.splitlines()[0].split() == [
+        "HOST",
+        "KIND",
+        "SCOPE",
+        "LAST",
+        "FETCHED",
+        "EXPIRES",
+        "LAST",
+        "ERROR",
+    ]
+    assert table.out.splitlines()[1].endswith(why)
+    tested = srv.cli("registries:test", registry.host, "--app", app)
+    assert tested.code == 1
+    assert tested.err.strip() == (
+        f"Error: the credential-helper source (app) for {registry.host} failed: {why}"
+    )

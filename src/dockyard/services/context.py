@@ -12,6 +12,7 @@ from dockyard.domain.errors import DockyardError
 from dockyard.domain.limits import Limits
 from dockyard.domain.records import User
 from dockyard.git.repositories import Repositories
+from dockyard.registry.sources import Sources
 from dockyard.services.events import Events
 from dockyard.store.repository import Store
 
@@ -46,6 +47,8 @@ class Platform:
     build_timeout: float = 1800.0
     kept_builds: int = 5
     limits: Limits = field(default_factory=Limits)
+    # Credentials fetched from registry sources, kept as long as each allows.
+    registry_sources: Sources = field(default_factory=Sources)
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)

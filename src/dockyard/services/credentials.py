@@ -37,11 +37,7 @@ CONFIGURED = "the app's DOCKYARD_PRIVATE_REGISTRY_* configuration"
 
 def sources_of(platform: Platform) -> Sources:
     """The platform's cache of fetched credentials (one per server process)."""
-    found: Sources | None = getattr(platform, "registry_sources", None)
-    if found is None:
-        found = Sources()
-        platform.registry_sources = found  # type: ignore[attr-defined]
-    return found
+    return platform.registry_sources
 
 
 def _clock(at: datetime) -> str:
