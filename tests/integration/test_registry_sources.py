@@ -334,6 +334,7 @@ def test_ecr_source_for_every_app(
         [listed] = sources(srv)
         assert (listed["kind"], listed["scope"], listed["app"]) == ("aws-ecr", "global", None)
         assert listed["settings"] == {"region": REGION, "aws_credentials": "the server's own"}
+        assert sources(srv, handle) == [listed]  # the global sources that serve the app
 
         # An image deploy with no credentials given: the global source serves it.
         done = deploy(srv, handle, registry.image("web:v1"))

@@ -56,7 +56,14 @@ def _scope_name(app: records.App | None) -> str:
 
 
 def list_sources(platform: Platform, user: records.User, handle: str | None) -> list[Source]:
-    return platform.store.sources(_scope(platform, user, handle))
+    """The global sources; or an app's, with the global ones that serve it too."""
+    app = _scope(platform, user, handle)
+    if app is None:
+        return platform.store.sources(None)
+    own = platform.store.sources(app)
+    hosts = {s.host for s in own}
+    serving = [s for s in platform.store.sources(None) if s.host not in hosts]
+    return sorted(own + serving, key=lambda s: (s.host, s.app_id is None))
 
 
 @dataclass(frozen=True)
