@@ -140,7 +140,8 @@ def running(platform: Platform, app: records.App) -> Running:
         url=platform.url(app.handle),
         release=release,
         containers=containers,
-        registry_hosts=platform.store.credential_hosts(app.id),
+        # Hosts the app has credentials of its own for (a source, or stored by a deploy).
+        registry_hosts=sorted({source.host for source in platform.store.sources(app)}),
     )
 
 
