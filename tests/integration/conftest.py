@@ -116,7 +116,7 @@ def server_factory(
         server.stop()
     remove_app_containers({i for i in installations if i})
     if swarm_settings.cache_info().currsize:
-        remove_swarm_services()
+        remove_swarm_services({i for i in installations if i})
 
 
 @pytest.fixture(scope="session")

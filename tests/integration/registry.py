@@ -162,12 +162,17 @@ def remove_app_networks(client: docker.DockerClient, installations: set[str] | N
                 client.api.remove_network(network["Id"])
 
 
-def remove_swarm_services() -> None:
-    """Remove every app service from the test swarm, and make its nodes active again."""
+def remove_swarm_services(installations: set[str]) -> None:
+    """Remove these installations' services from the test swarm, and make its nodes active again.
+
+    Another test session may be using the swarm: its services stay.
+    """
     with engine_client("swarm") as client:
         for service in client.services.list(filters={"label": "dockyard.app"}):
-            service.remove()
-        remove_app_networks(client, None)  # the builds' networks
+            labels = service.attrs["Spec"].get("Labels", {})
+            if labels.get("dockyard.installation") in installations:
+                service.remove()
+        remove_app_networks(client, installations)  # the builds' networks
         for node in client.nodes.list():
             if node.attrs["Spec"]["Availability"] != "active":
                 node.update({**node.attrs["Spec"], "Availability": "active"})

@@ -31,11 +31,15 @@ from tests.integration.test_deploys import credentials, request_loop, served, sh
 
 pytestmark = pytest.mark.swarm
 
+# The installations this module's servers ran: their services go at its end
+# (another test session may be using the swarm too).
+INSTALLATIONS: set[str] = set()
+
 
 @pytest.fixture(scope="module")
 def swarm(local_registry: Registry) -> Iterator[dict[str, str]]:
     yield swarm_settings()
-    remove_swarm_services()
+    remove_swarm_services(INSTALLATIONS)
 
 
 @pytest.fixture
@@ -51,7 +55,9 @@ def swarm_server(registry: Registry, tmp_path: Path, *, image_registry: bool = T
         env={"DOCKYARD_RECONCILE_SECONDS": "1"},
         **options,  # type: ignore[arg-type]
     )
-    return server.start()
+    server.start()
+    INSTALLATIONS.add(server.installation() or "")
+    return server
 
 
 @pytest.fixture
