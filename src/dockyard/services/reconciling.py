@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 
 from dockyard.domain.containers import Container
+from dockyard.domain.errors import DockyardError
 from dockyard.domain.releases import Release
 from dockyard.services.context import Platform
 from dockyard.services.deploying import release_credentials, start_containers
@@ -38,7 +39,10 @@ def reconcile(platform: Platform) -> list[str]:
             # Read again under the lock: a deploy may have finished since the
             # first read, and its release must not be taken for a leftover.
             release = store.live_releases(handle).get(handle)
-            actions += _reconcile_app(platform, handle, release)
+            try:
+                actions += _reconcile_app(platform, handle, release)
+            except DockyardError as exc:  # e.g. its registry source fails: others go on
+                actions.append(f"could not reconcile {handle}: {exc.message}")
         finally:
             lock.release()
     for action in actions:
