@@ -501,6 +501,23 @@ def test_only_admins_add_global_sources_and_only_for_granted_apps(
     assert sources(srv) == [] and sources(srv, app) == []
 
     assert srv.cli("apps:grant", "--app", app, user["name"]).code == 0
+    # The server's own AWS identity is not lent to non-admins.
+    server_aws = srv.cli(
+        "registries:add",
+        registry.host,
+        "--app",
+        app,
+        "--aws-ecr",
+        "--aws-region",
+        REGION,
+        token=token,
+    )
+    assert server_aws.code == 3
+    assert server_aws.err.strip() == (
+        "Error: an aws-ecr source without --aws-access-key-id uses the server's own AWS "
+        "credentials: that needs an admin token; give the keys of your own AWS user"
+    )
+    assert sources(srv, app) == []
     mine = srv.cli(
         "registries:add", registry.host, "--app", app, "--credential-helper", name, token=token
     )

@@ -21,6 +21,7 @@ from dockyard.domain.images import ImageReference
 from dockyard.domain.registries import (
     Source,
     SourceFailed,
+    SourceKind,
     SourceNotFound,
     new_source,
     validate_host,
@@ -40,6 +41,14 @@ class GlobalSourcesForAdmins(Forbidden):
         super().__init__(
             "registry sources for every app (no --app) need an admin token: "
             "pass --app for one of your apps"
+        )
+
+
+class ServerAwsForAdmins(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "an aws-ecr source without --aws-access-key-id uses the server's own AWS "
+            "credentials: that needs an admin token; give the keys of your own AWS user"
         )
 
 
@@ -79,6 +88,9 @@ def add(
     """Check, fetch once, then store: a source that cannot answer is not stored."""
     app = _scope(platform, user, handle)
     new = new_source(host, environ=os.environ, **options)
+    server_aws = new.kind is SourceKind.AWS_ECR and "access_key_id" not in new.settings
+    if server_aws and not user.is_admin:
+        raise ServerAwsForAdmins()
     helper = new.settings.get("helper")
     if helper is not None and credential_helpers.program(helper) is None:
         raise InvalidInput(
