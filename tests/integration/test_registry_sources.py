@@ -416,8 +416,9 @@ def test_ecr_source_with_keys_and_a_role(
     assert listed["settings"]["aws_credentials"] == "given keys"
     done = deploy(srv, app, registry.image("web:v1"))
     assert done.code == 0, done.text
-    assert secret.encode() not in srv.database_bytes()
-    assert secret not in srv.log() and secret not in json.dumps(sources(srv, app))
+    for sealed in (secret, "AKIAIOSFODNN7EXAMPLE"):
+        assert sealed.encode() not in srv.database_bytes()
+        assert sealed not in srv.log() and sealed not in json.dumps(sources(srv, app))
 
 
 def test_refused_aws_keys(

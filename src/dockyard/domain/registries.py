@@ -297,6 +297,7 @@ def new_source(
         settings["endpoint_url"] = aws_endpoint_url
     secrets: dict[str, str] = {}
     if aws_access_key_id and aws_secret_access_key:
-        settings["access_key_id"] = aws_access_key_id
+        # The key id is not a secret, but it names an AWS user: kept sealed too.
+        secrets["access_key_id"] = aws_access_key_id
         secrets["secret_access_key"] = aws_secret_access_key
     return NewSource(host, SourceKind.AWS_ECR, settings, secrets)

@@ -50,7 +50,7 @@ def fetch(
     """The registry credentials ECR issues now, and when they expire."""
     try:
         session = boto3.session.Session(
-            aws_access_key_id=settings.get("access_key_id") or None,
+            aws_access_key_id=secrets.get("access_key_id") or None,
             aws_secret_access_key=secrets.get("secret_access_key") or None,
             region_name=settings["region"],
         )

@@ -88,7 +88,7 @@ def add(
     """Check, fetch once, then store: a source that cannot answer is not stored."""
     app = _scope(platform, user, handle)
     new = new_source(host, environ=os.environ, **options)
-    server_aws = new.kind is SourceKind.AWS_ECR and "access_key_id" not in new.settings
+    server_aws = new.kind is SourceKind.AWS_ECR and "access_key_id" not in new.secrets
     if server_aws and not user.is_admin:
         raise ServerAwsForAdmins()
     helper = new.settings.get("helper")

@@ -74,7 +74,10 @@ def test_new_ecr_source_keeps_the_secret_key_apart() -> None:
         aws_endpoint_url="http://127.0.0.1:5555",
     )
     assert "wJalrXUtnFEMI" not in repr(found) and "wJalrXUtnFEMI" not in str(found.settings)
-    assert found.secrets == {"secret_access_key": "wJalrXUtnFEMI"}
+    assert found.secrets == {
+        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "secret_access_key": "wJalrXUtnFEMI",
+    }
     assert found.settings["role_arn"] == "arn:aws:iam::123456789012:role/pull"
 
 

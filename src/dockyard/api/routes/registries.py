@@ -37,7 +37,7 @@ def source_out(source: Source) -> RegistrySourceOut:
     settings = {k: v for k, v in source.settings.items() if k in _SHOWN}
     if source.kind.value == "aws-ecr":
         settings["aws_credentials"] = (
-            "given keys" if "access_key_id" in source.settings else "the server's own"
+            "given keys" if "access_key_id" in source.secrets else "the server's own"
         )
     return RegistrySourceOut(
         host=source.host,
