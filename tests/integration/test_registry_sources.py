@@ -361,7 +361,9 @@ def test_ecr_source_for_every_app(
         assert tested.out.splitlines()[-1] == (
             f"The registry {registry.host} accepts the credentials"
         )
-        by_image = srv.cli("registries:test", registry.host, "--image", registry.image("web:v1"))
+        by_image = srv.cli(
+            "registries:test", registry.host, "--app", handle, "--image", registry.image("web:v1")
+        )
         assert by_image.code == 0, by_image.text
         assert f"{registry.image('web:v1')} resolves to sha256:" in by_image.out
 

@@ -6,17 +6,13 @@ may see the app (others are told it does not exist, as for apps).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from dockyard.domain import records
-from dockyard.domain.errors import (
-    CredentialsRejected,
-    Forbidden,
-    ImageNotFound,
-    InvalidInput,
-)
+from dockyard.domain.errors import Forbidden, ImageNotFound, InvalidInput
 from dockyard.domain.images import ImageReference
 from dockyard.domain.registries import (
     Source,
@@ -28,7 +24,7 @@ from dockyard.domain.registries import (
 )
 from dockyard.registry import credential_helpers
 from dockyard.registry.sources import fetch_now
-from dockyard.services import apps
+from dockyard.services import apps, renewing
 from dockyard.services.context import Platform
 from dockyard.services.credentials import Resolved, Resolver, sources_of
 
@@ -111,6 +107,7 @@ def add(
     cache = sources_of(platform)
     cache.forget()  # whatever an older source of the host gave
     cache.keep(source, fetched)
+    renewing.source_changed(platform, source.host, source.app_id)  # running Swarm services
     return Added(
         source, Resolved(source.host, fetched.credentials, source.label, source, fetched), replaced
     )
@@ -137,9 +134,19 @@ def test(
     host: str,
     image: str | None = None,
 ) -> Tested:
-    """Fetch now (no cache) and check the credentials against the registry."""
+    """Fetch now (no cache) and check the credentials against the registry.
+
+    With an app, the source that serves its pulls from the host: its own, or
+    the global one.
+    """
     app = _scope(platform, user, handle)
-    source = _find(platform, app, host)
+    if app is None:
+        source = _find(platform, None, host)
+    else:
+        found = Resolver(platform, app.id).source(validate_host(host))
+        if found is None:
+            raise SourceNotFound(validate_host(host), _scope_name(app))
+        source = found
     reference = ImageReference.parse(image) if image else None
     if reference is not None and reference.host != source.host:
         raise InvalidInput(
@@ -152,12 +159,9 @@ def test(
         digest = reference.digest or images.resolve(reference, resolved.credentials)
         return Tested(resolved, f"{reference} resolves to {digest}")
     probe = ImageReference(source.host, _PROBE_REPOSITORY, "latest")
-    try:
+    # The registry letting us in and finding nothing means the login works.
+    with contextlib.suppress(ImageNotFound):
         images.resolve(probe, resolved.credentials)
-    except ImageNotFound:
-        pass  # the registry let us in and found nothing: the login works
-    except CredentialsRejected:
-        raise
     return Tested(resolved, f"the registry {source.host} accepts the credentials")
 
 
@@ -176,6 +180,8 @@ def refresh(
             done.append((source, resolver.fetch(source, force=True)))
         except SourceFailed as failed:
             done.append((source, failed.message))
+            continue
+        renewing.source_changed(platform, source.host, source.app_id)
     return done
 
 
