@@ -30,6 +30,7 @@ from dockyard.services.accounts import bootstrap_admin
 from dockyard.services.context import Platform
 from dockyard.services.events import Events
 from dockyard.services.reconciling import reconcile
+from dockyard.services.renewing import renew
 from dockyard.store.database import sqlite_url
 from dockyard.store.repository import Store
 from dockyard.worker.runner import Worker
@@ -58,21 +59,24 @@ class ServerSettings:
     stop_router: bool = False
 
 
-def make_runtime(settings: ServerSettings, installation: str) -> Runtime:
-    if settings.runtime == "docker":
-        return docker_runtime(installation, settings.docker_host)
-    credentials = None
+def image_registry_credentials(settings: ServerSettings) -> RegistryCredentials | None:
     if settings.image_registry and settings.image_registry_username:
-        credentials = RegistryCredentials(
+        return RegistryCredentials(
             settings.image_registry.partition("/")[0],
             settings.image_registry_username,
             settings.image_registry_password or "",
         )
+    return None
+
+
+def make_runtime(settings: ServerSettings, installation: str) -> Runtime:
+    if settings.runtime == "docker":
+        return docker_runtime(installation, settings.docker_host)
     return swarm_runtime(
         installation,
         settings.docker_host,
         image_registry=settings.image_registry,
-        image_registry_credentials=credentials,
+        image_registry_credentials=image_registry_credentials(settings),
     )
 
 
@@ -107,6 +111,8 @@ def build_platform(settings: ServerSettings) -> Platform:
         builds_dir=settings.data_dir / "builds",
         build_timeout=settings.build_timeout,
         limits=settings.limits,
+        image_registry=settings.image_registry if settings.runtime == "swarm" else None,
+        image_registry_credentials=image_registry_credentials(settings),
     )
     token = bootstrap_admin(platform)
     if token is not None:
@@ -220,3 +226,8 @@ class Reconciler:
             reconcile(self.platform)
         except Exception as exc:
             log.warning("reconciliation failed (%s); trying again in %.0f s", exc, self.interval)
+        try:
+            # Renewed a pass early, so none lapses between two passes.
+            renew(self.platform, margin=2 * self.interval)
+        except Exception as exc:
+            log.warning("renewing registry auth failed (%s); trying again", exc)

@@ -9,6 +9,7 @@ A source is bound to one registry host, for one app or for every app
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,42 @@ def keep_until(source: Source, fetched: Fetched) -> datetime | None:
             return None
         return fetched.fetched_at + timedelta(seconds=seconds)
     return None
+
+
+# A source whose answers may not be kept is asked again at most this often
+# for credentials that running services hold.
+MIN_RENEW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a release's running services were last given for their image host.
+
+    ``digest`` tells one answer from another without keeping the secret;
+    ``renew_at`` (None: not by time) is when to fetch and send fresh ones.
+    """
+
+    digest: str
+    renew_at: datetime | None
+
+    @staticmethod
+    def of(source: Source | None, fetched: Fetched | None) -> Held:
+        credentials = fetched.credentials if fetched else None
+        digest = (
+            hashlib.sha256(
+                f"{credentials.host}\0{credentials.username}\0{credentials.password}".encode()
+            ).hexdigest()
+            if credentials
+            else ""
+        )
+        if source is None or fetched is None or not source.kind.fetches:
+            return Held(digest, None)
+        until = keep_until(source, fetched)
+        return Held(digest, until or fetched.fetched_at + timedelta(seconds=MIN_RENEW_SECONDS))
+
+    def due(self, now: datetime, margin: timedelta) -> bool:
+        """Whether to renew now: ``margin`` (a pass of the renewer) before ``renew_at``."""
+        return self.renew_at is not None and now >= self.renew_at - margin
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:

@@ -7,7 +7,14 @@ Tasks use the host network; each listens on a port of its own, derived from
 its slot (``PORT`` is a Swarm template), so two tasks may share a node. The
 image is pinned to its digest; registry credentials travel with the service
 creation and updates (``X-Registry-Auth``), and Swarm keeps them for
-re-scheduling, never in the environment.
+re-scheduling, never in the environment. The scheduler sends only the
+credentials it is given (the services layer's resolver chooses them).
+
+``renew_credentials`` sends the same spec again with new credentials: Swarm
+stores them in the task template's pull options, which it ignores when it
+compares a running task with its service, so no task restarts; tasks it
+starts later (a drained or lost node, a scale-up) pull with the new ones.
+Inspecting a service shows no credentials.
 
 ``swarm_runtime`` composes the manager's engine pieces (its images and its
 builder, as for one engine) with ``SwarmScheduler``, and wraps the builder
@@ -86,7 +93,7 @@ def swarm_runtime(
         SwarmBuilder(
             engine, EngineBuilder(engine), images, image_registry, image_registry_credentials
         ),
-        SwarmScheduler(engine, image_registry, image_registry_credentials),
+        SwarmScheduler(engine),
     )
 
 
@@ -97,19 +104,12 @@ class SwarmScheduler:
     removes_chosen = False
     pulls_on_nodes = True
 
-    def __init__(
-        self,
-        engine: Engine,
-        image_registry: str | None = None,
-        image_registry_credentials: RegistryCredentials | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._client = engine.client
         self._addresses: dict[str, str] = {}
         self._released: dict[int, float] = {}  # port block -> when its service was removed
         self._blocks_lock = threading.Lock()
-        self.image_registry = image_registry
-        self._registry_credentials = image_registry_credentials
 
     def start(
         self,
@@ -120,12 +120,6 @@ class SwarmScheduler:
         """Create the service, or add tasks to it; wait until Swarm has placed them."""
         if not indexes:
             return []
-        if (
-            credentials is None
-            and self.image_registry
-            and spec.image.startswith(self.image_registry)
-        ):
-            credentials = self._registry_credentials
         existing = self._find(spec)
         if existing is None:
             before: set[str] = set()
@@ -215,11 +209,31 @@ class SwarmScheduler:
     def _set_replicas(
         self, service_id: str, replicas: int, credentials: RegistryCredentials | None = None
     ) -> None:
-        """Change only the task count: running tasks stay as they are.
+        """Change only the task count: running tasks stay as they are."""
+        self._update(service_id, replicas, credentials)
+
+    def renew_credentials(self, app: str, release: int, credentials: RegistryCredentials) -> int:
+        """Send the release's services these credentials; no task restarts."""
+        renewed = 0
+        for service in self._client.api.services(filters={"label": self._engine.label_filter(app)}):
+            if service["Spec"].get("Labels", {}).get(LABEL_RELEASE) != str(release):
+                continue
+            try:
+                self._update(service["ID"], None, credentials)
+            except NotFound:
+                continue  # removed meanwhile
+            renewed += 1
+        return renewed
+
+    def _update(
+        self, service_id: str, replicas: int | None, credentials: RegistryCredentials | None
+    ) -> None:
+        """Send the spec back as it is, with another task count (None: the same).
 
         The spec goes back exactly as it is (the SDK's update fills in fields,
         and a task spec that differs makes Swarm replace every task). With no
-        ``X-Registry-Auth``, Swarm keeps the credentials the spec has.
+        ``X-Registry-Auth``, Swarm keeps the credentials the spec has; new ones
+        go to the pull options, which do not make running tasks differ.
         """
         api = self._client.api
         headers = {}
@@ -233,7 +247,9 @@ class SwarmScheduler:
             ).decode()
         for attempt in range(5):
             current = api.inspect_service(service_id)
-            spec = {**current["Spec"], "Mode": {"Replicated": {"Replicas": replicas}}}
+            spec = dict(current["Spec"])
+            if replicas is not None:
+                spec["Mode"] = {"Replicated": {"Replicas": replicas}}
             response = api._post_json(  # type: ignore[attr-defined]
                 api._url("/services/{0}/update", service_id),  # type: ignore[attr-defined]
                 data=spec,

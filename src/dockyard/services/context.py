@@ -7,10 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.domain.containers import Builder, Images, Router, Runtime, Scheduler
+from dockyard.domain.containers import (
+    Builder,
+    Images,
+    RegistryCredentials,
+    Router,
+    Runtime,
+    Scheduler,
+)
 from dockyard.domain.errors import DockyardError
 from dockyard.domain.limits import Limits
 from dockyard.domain.records import User
+from dockyard.domain.registries import Held
 from dockyard.git.repositories import Repositories
 from dockyard.registry.sources import Sources
 from dockyard.services.events import Events
@@ -49,6 +57,13 @@ class Platform:
     limits: Limits = field(default_factory=Limits)
     # Credentials fetched from registry sources, kept as long as each allows.
     registry_sources: Sources = field(default_factory=Sources)
+    # The server's --image-registry (HOST/PREFIX) and its credentials: the
+    # resolver's last resort for images under that prefix (Swarm's builds).
+    image_registry: str | None = None
+    image_registry_credentials: RegistryCredentials | None = None
+    # (app, release) -> what its services hold for pulls to come (Swarm). In
+    # memory only: a restarted server renews every service once.
+    held_auth: dict[tuple[str, int], Held] = field(default_factory=dict, init=False)
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)

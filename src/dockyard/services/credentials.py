@@ -3,7 +3,9 @@
 For each host an engine call pulls from, at the moment of the call: the
 credentials given with the deploy, else the app's ``*_PRIVATE_REGISTRY_*``
 configuration (for ``FROM`` images), else the app's source for the host
-(credentials a deploy stored are one), else the global source, else none.
+(credentials a deploy stored are one), else the global source, else, for
+images under the server's ``--image-registry`` prefix, that registry's
+credentials, else none.
 Credentials only ever go to their own host. When a registry rejects
 credentials a fetching source gave, they are fetched once more, bypassing
 the cache, and the call is tried once more.
@@ -33,6 +35,7 @@ Log = Callable[[str], None]
 
 GIVEN = "the credentials given with the deploy"
 CONFIGURED = "the app's DOCKYARD_PRIVATE_REGISTRY_* configuration"
+IMAGE_REGISTRY = "the server's --image-registry credentials"
 
 
 def sources_of(platform: Platform) -> Sources:
@@ -123,15 +126,21 @@ class Resolver:
         given: RegistryCredentials | None = None,
         configured: RegistryCredentials | None = None,
         force: bool = False,
+        image: str | None = None,
     ) -> Resolved:
+        """``image``, when given, is what will be pulled (see ``--image-registry``)."""
         if given is not None and given.host == host:
             return Resolved(host, given, GIVEN)
         if configured is not None and configured.host == host:
             return Resolved(host, configured, CONFIGURED)
         source = self.source(host)
-        if source is None:
-            return Resolved(host, None)
-        return self.fetch(source, force=force)
+        if source is not None:
+            return self.fetch(source, force=force)
+        prefix = self.platform.image_registry
+        own = self.platform.image_registry_credentials
+        if image and prefix and own and own.host == host and image.startswith(prefix + "/"):
+            return Resolved(host, own, IMAGE_REGISTRY)  # e.g. the images Swarm builds push
+        return Resolved(host, None)
 
     def for_build(
         self, dockerfile: str, configuration: Mapping[str, str], *, given: bool = False
@@ -186,10 +195,10 @@ class Resolver:
 
 
 def release_credentials_for(
-    platform: Platform, app_id: int, host: str, log: Log | None = None
+    platform: Platform, app_id: int, host: str, log: Log | None = None, image: str | None = None
 ) -> RegistryCredentials | None:
-    """What containers started now pull ``host``'s images with."""
-    resolved = Resolver(platform, app_id).for_host(host)
+    """What containers started now pull ``host``'s images (``image``) with."""
+    resolved = Resolver(platform, app_id).for_host(host, image=image)
     if log is not None and resolved.credentials is not None:
         log(f"Pulling {resolved.phrase()}")
     return resolved.credentials

@@ -150,7 +150,7 @@ def _pull(
     platform = run.platform
     images = platform.images()
     resolver = Resolver(platform, app.id)
-    resolved = {image.host: resolver.for_host(image.host, given=given)}
+    resolved = {image.host: resolver.for_host(image.host, given=given, image=str(image))}
     run.log(f"Resolving {image} ({resolved[image.host].phrase()})")
     digest, resolved = resolver.retrying(
         resolved,
@@ -353,7 +353,7 @@ def release_credentials(
     if release.image.startswith("sha256:"):
         return None  # built here: no registry to pull from
     host = ImageReference.parse(release.image).host
-    return release_credentials_for(platform, app_id, host, log)
+    return release_credentials_for(platform, app_id, host, log, image=release.image)
 
 
 def start_containers(

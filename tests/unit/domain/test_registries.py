@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.registries import (
+    MIN_RENEW_SECONDS,
     Fetched,
+    Held,
     Source,
     SourceKind,
     ecr_region_of,
@@ -121,3 +124,23 @@ def test_bad_input_names_what_is_wrong(host: str, options: dict[str, object], me
 
 def test_mask_replaces_every_secret() -> None:
     assert mask("token s3cret and s3cret2", ["s3cret", "s3cret2"]) == "token ******** and ********"
+
+
+def test_held_credentials_are_renewed_a_margin_before_the_cache_would_drop_them() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    ecr = Source("1.dkr.ecr.us-east-1.amazonaws.com", SourceKind.AWS_ECR, None, {"region": "x"})
+    token = RegistryCredentials(ecr.host, "AWS", "token")
+    held = Held.of(ecr, Fetched(token, at, at + timedelta(hours=12)))
+    assert held.renew_at == at + timedelta(hours=6)  # half the token's lifetime
+    assert not held.due(at + timedelta(hours=5, minutes=59), timedelta(seconds=10))
+    assert held.due(at + timedelta(hours=5, minutes=59, seconds=55), timedelta(seconds=10))
+    assert "token" not in repr(held) and held.digest
+    assert held.digest != Held.of(ecr, Fetched(replace(token, password="new"), at)).digest
+    # An answer that may not be kept: asked again at most every MIN_RENEW_SECONDS.
+    expired = Held.of(ecr, Fetched(token, at, at - timedelta(hours=1)))
+    assert expired.renew_at == at + timedelta(seconds=MIN_RENEW_SECONDS)
+    helper = Source("r.example.com", SourceKind.CREDENTIAL_HELPER, 1, {"cache_seconds": "30"})
+    assert Held.of(helper, Fetched(token, at)).renew_at == at + timedelta(seconds=30)
+    static = Source("r.example.com", SourceKind.STATIC, 1)
+    assert not Held.of(static, Fetched(token, at)).due(at + timedelta(days=9), timedelta())
+    assert Held.of(None, None) == Held("", None)

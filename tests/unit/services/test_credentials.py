@@ -14,7 +14,7 @@ from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import CredentialsRejected
 from dockyard.domain.registries import Source, SourceCredentialsRejected, SourceKind
 from dockyard.registry.sources import Sources
-from dockyard.services.credentials import CONFIGURED, GIVEN, Resolver
+from dockyard.services.credentials import CONFIGURED, GIVEN, IMAGE_REGISTRY, Resolver
 
 HOST = "r.example.com"
 
@@ -42,8 +42,13 @@ def static(app_id: int | None, password: str) -> Source:
     )
 
 
-def platform(store: FakeStore, environ: dict[str, str] | None = None) -> Any:
-    found = SimpleNamespace(store=store)
+def platform(
+    store: FakeStore,
+    environ: dict[str, str] | None = None,
+    image_registry: tuple[str, RegistryCredentials] | None = None,
+) -> Any:
+    prefix, own = image_registry or (None, None)
+    found = SimpleNamespace(store=store, image_registry=prefix, image_registry_credentials=own)
     found.registry_sources = Sources(environ=environ or dict(os.environ))
     return found
 
@@ -62,6 +67,23 @@ def test_order_given_configured_app_global_none() -> None:
     # Credentials go to their own host only.
     other = RegistryCredentials("other.example.com", "g", "given")
     assert Resolver(platform(FakeStore({})), 7).for_host(HOST, given=other).credentials is None
+
+
+def test_image_registry_credentials_come_last_and_only_under_its_prefix() -> None:
+    own = RegistryCredentials(HOST, "builder", "pushes")
+    resolver = Resolver(platform(FakeStore({}), image_registry=(f"{HOST}/builds", own)), 7)
+    built = resolver.for_host(HOST, image=f"{HOST}/builds/build@sha256:{'0' * 64}")
+    assert (built.credentials, built.origin) == (own, IMAGE_REGISTRY)
+    assert built.describe() == f"credentials for {HOST} from {IMAGE_REGISTRY}"
+    assert resolver.for_host(HOST, image=f"{HOST}/other/app:1").credentials is None
+    assert resolver.for_host(HOST, image=f"{HOST}/buildsx/app:1").credentials is None
+    assert resolver.for_host(HOST).credentials is None
+    with_source = Resolver(
+        platform(FakeStore({(7, HOST): static(7, "app")}), image_registry=(f"{HOST}/builds", own)),
+        7,
+    )
+    found = with_source.for_host(HOST, image=f"{HOST}/builds/build:1")
+    assert found.credentials == RegistryCredentials(HOST, "u", "app")
 
 
 def _counting_helper(tmp_path: Path) -> tuple[Source, dict[str, str]]:
