@@ -37,7 +37,9 @@ no grace period).
 
 Run: ``.venv/bin/python bench/deploy.py`` (``make bench``); with ``--runtime
 swarm`` it runs bench/swarm_deploy.py instead (deploys and scaling on the
-two-node test swarm, see there). The Docker engine
+two-node test swarm, see there), with ``--sources`` bench/source_deploys.py
+(a deploy through each registry credential source kind against a static
+source, issue 10). The Docker engine
 and registry come from the environment that ``scripts/services.sh`` prints, or
 from running it when ``DOCKER_HOST`` is unset. Only 127.0.0.1 is contacted.
 At the end (also on error) the server is stopped and every container and
@@ -1043,7 +1045,15 @@ def parse_args() -> argparse.Namespace:
         help="docker: this benchmark on one engine (default); swarm: bench/swarm_deploy.py "
         "(direct deploys and scaling on the two-node test swarm, tiny image, --rounds only)",
     )
+    parser.add_argument(
+        "--sources",
+        action="store_true",
+        help="bench/source_deploys.py instead: deploys through each registry credential "
+        "source kind against a static source (tiny image, --rounds only)",
+    )
     args = parser.parse_args()
+    if args.sources and (args.runtime == "swarm" or args.sizes is not None):
+        parser.error("--sources takes --rounds only")
     if args.runtime == "swarm" and args.sizes is not None:
         parser.error("--sizes is for --runtime docker: the swarm benchmark deploys tiny images")
     args.sizes = [s.strip() for s in (args.sizes or "tiny,big").split(",") if s.strip()]
@@ -1064,6 +1074,10 @@ def main() -> int:
         import swarm_deploy  # beside this file, on sys.path when run as a script
 
         return swarm_deploy.main(rounds=args.rounds)
+    if args.sources:
+        import source_deploys  # beside this file, on sys.path when run as a script
+
+        return source_deploys.main(rounds=args.rounds)
     signal.signal(signal.SIGTERM, _terminate)
     command = shlex.join(sys.orig_argv)
     started = datetime.now(UTC)
