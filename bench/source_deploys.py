@@ -30,8 +30,9 @@ CLI's run (start to exit), and the resolver step from the operation's timestamps
 the worker claiming the operation (``started_at``) to its first log line, ``Resolving IMG
 (with credentials ... from <source>)``, which is written once the credentials are in
 hand: the store look-ups and the fetch (or the cache). Then, as the fetch alone from a
-client's view, ``registries:test HOST --app A`` (fetch bypassing the cache, then one
-registry request), timed from the CLI's start to its exit, interleaved the same way.
+client's view, the request ``registries:test HOST --app A`` sends (``POST
+/registries/HOST/test``: a fetch bypassing the cache, then one registry request through
+the engine), timed over HTTP without the CLI's start-up, interleaved the same way.
 
 Run: ``.venv/bin/python bench/deploy.py --sources [--rounds N]`` (or
 ``.venv/bin/python bench/source_deploys.py [--rounds N]``), with the services from
@@ -285,16 +286,18 @@ class SourceBench:
         return Sample(ended - began, resolver, steps, disturbed)
 
     def registries_test(self, kind: str) -> float | None:
+        """``POST /registries/HOST/test`` (what ``registries:test`` sends), without the CLI."""
         if kind == "given":
             return None  # no source to test
-        args = [DOCKYARD, "registries:test", self.svc.registry, "--app", self.apps[kind]]
+        url = f"{self.server.url}/registries/{self.svc.registry}/test"
+        headers = {"Authorization": f"Bearer {self.server.token}"}
         began = time.perf_counter()
-        done = subprocess.run(
-            args, env=self.server.cli_environment(), capture_output=True, text=True, timeout=60
+        answer = self.bench.http.post(
+            url, json={"app": self.apps[kind], "image": None}, headers=headers, timeout=60
         )
         took = time.perf_counter() - began
-        if done.returncode != 0:  # e.g. the user AWS went from the shared htpasswd
-            log(f"warning: registries:test for {kind} failed, not counted: {done.stderr.strip()}")
+        if answer.status_code != 200:  # e.g. the user AWS went from the shared htpasswd
+            log(f"warning: registries:test for {kind} failed, not counted: {answer.text[:300]}")
             return None
         return took
 
@@ -325,7 +328,7 @@ def report(results: Results, command: str, started: datetime, load_before: str) 
     base_test = statistics.median(results.tests["static"]) if results.tests.get("static") else 0
     out.append(
         "| kind | deploy median ms | p90 ms | Δ vs static ms | ratio | resolver step median ms "
-        "| p90 ms | Δ vs static ms | registries:test median ms | Δ vs static ms |"
+        "| p90 ms | Δ vs static ms | POST …/test median ms | Δ vs static ms |"
     )
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in KINDS:
@@ -355,7 +358,7 @@ def report(results: Results, command: str, started: datetime, load_before: str) 
         out.append(f"- {kind}: " + " ".join(cells))
         if results.tests.get(kind):
             out.append(
-                f"- {kind} registries:test: "
+                f"- {kind} POST /registries/HOST/test: "
                 + " ".join(f"{t * 1000:.0f}" for t in results.tests[kind])
             )
     out.append("\n</details>")
