@@ -26,6 +26,11 @@ from dockyard.router.supervision import recorded, stop_recorded
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 
 
+# boto3 never asks an instance metadata service (a link-local address) for
+# the server's own AWS credentials, nor any AWS endpoint: tests give moto's.
+NO_CLOUD = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,7 +96,7 @@ class Server:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.runtime_env, **self.env},
+                env={**os.environ, **NO_CLOUD, **self.runtime_env, **self.env},
             )
         self.starts += 1
         deadline = time.monotonic() + 30
