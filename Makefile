@@ -31,7 +31,8 @@ unit: install
 bench: install
 	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
 	  $(BIN)/python bench/api.py && $(BIN)/python bench/deploy.py && \
-	  $(BIN)/python bench/deploy.py --runtime swarm && $(BIN)/python bench/git_deploy.py
+	  $(BIN)/python bench/deploy.py --runtime swarm && $(BIN)/python bench/git_deploy.py && \
+	  $(BIN)/python bench/deploy.py --sources
 
 # The router outlives the server on purpose: clean stops the one `make run` left.
 clean:
