@@ -132,11 +132,13 @@ class Held:
     """What a release's running services were last given for their image host.
 
     ``digest`` tells one answer from another without keeping the secret;
-    ``renew_at`` (None: not by time) is when to fetch and send fresh ones.
+    ``renew_at`` (None: not by time) is when to fetch and send fresh ones;
+    ``owed``: the source changed and the services have not been sent it yet.
     """
 
     digest: str
     renew_at: datetime | None
+    owed: bool = False
 
     @staticmethod
     def of(source: Source | None, fetched: Fetched | None) -> Held:

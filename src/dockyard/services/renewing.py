@@ -49,17 +49,20 @@ def renew(
         if (host is not None and image_host != host) or app_id not in (None, release.app_id):
             continue
         key = (handle, release.id)
-        held = None if changed else platform.held_auth.get(key)
+        held = platform.held_auth.get(key)
         due = held is not None and held.due(now, timedelta(seconds=margin))
-        if held is not None and not due:
+        owed = changed or (held is not None and held.owed)
+        if held is not None and not due and not owed:
             continue
         lock = platform.app_lock(handle)
         if not lock.acquire(blocking=False):
-            platform.held_auth.pop(key, None)  # the next pass, then
+            if changed:  # its operation may have resolved the source before it changed
+                platform.held_auth[key] = Held("", None, owed=True)
             continue
         try:
             if handle in store.busy_apps():
-                platform.held_auth.pop(key, None)
+                if changed:
+                    platform.held_auth[key] = Held("", None, owed=True)
                 continue
             resolver = Resolver(platform, release.app_id)
             source = resolver.source(image_host)
@@ -73,11 +76,11 @@ def renew(
                 log.warning("renewing registry auth of %s: %s", handle, failed.message)
                 continue
             fresh = Held.of(source, resolved.fetched)
-            if resolved.credentials is None or (held is not None and fresh.digest == held.digest):
+            same = held is not None and not held.owed and fresh.digest == held.digest
+            # A static source at start: it changes only by being added, which says so.
+            unchanged_static = held is None and not source.kind.fetches and not changed
+            if resolved.credentials is None or same or unchanged_static:
                 platform.held_auth[key] = fresh
-                continue
-            if not source.kind.fetches and not changed:
-                platform.held_auth[key] = fresh  # a static source changes only by being added
                 continue
             renewed[image_host] += scheduler.renew_credentials(
                 handle, release.id, resolved.credentials
