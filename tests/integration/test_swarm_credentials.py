@@ -6,6 +6,7 @@ old password is gone from htpasswd, so the old auth really fails). Dockyard
 notices the new answer by itself and renews the services' auth without
 restarting their tasks; draining node2 then moves its task to the manager,
 which no longer has the image and must pull it with the fresh credentials.
+A restarted server sends the source's answer once more, restarting nothing.
 """
 
 from __future__ import annotations
@@ -235,6 +236,16 @@ def test_rotated_source_is_renewed_in_place_and_a_drained_task_pulls_with_it(
         assert pinned in [event.get("id") for event in pulls]
         time.sleep(2)  # the router follows the move
         assert served(server, app) == content
+
+        # A restarted server knows nothing of what the services hold: it sends
+        # the source's answer once, at start, and no task restarts.
+        running = running_tasks(client, service.id)
+        count = len(refreshes(server))
+        server.stop(router=False)
+        server.start()
+        wait_for(lambda: len(refreshes(server)) > count, timeout=30)
+        assert refreshes(server)[-1][1:] == (1, host)
+        assert running_tasks(client, service.id) == running
 
         # Swarm keeps the auth out of what it shows; Dockyard's log has no secret.
         inspected = json.dumps(client.api.inspect_service(service.id)) + json.dumps(
