@@ -247,6 +247,13 @@ def test_rotated_source_is_renewed_in_place_and_a_drained_task_pulls_with_it(
         assert refreshes(server)[-1][1:] == (1, host)
         assert running_tasks(client, service.id) == running
 
+        # A scale sends the source's answer of that moment, and says so.
+        scaled = server.run("apps:scale", "--app", app, "cmd", "--container-count", "2")
+        assert scaled.code == 0, scaled.text
+        assert f"Pulling with credentials for {host} from credential-helper source (app)" in (
+            scaled.out + scaled.err
+        )
+
         # Swarm keeps the auth out of what it shows; Dockyard's log has no secret.
         inspected = json.dumps(client.api.inspect_service(service.id)) + json.dumps(
             client.api.tasks(filters={"service": service.id})

@@ -542,7 +542,8 @@ def scale(run: OperationRun) -> str:
             service,
             range(len(containers), count),
             values,
-            release_credentials(platform, app.id, release),
+            # At the moment of the scale: Swarm's new tasks may pull on any node.
+            release_credentials(platform, app.id, release, run.log),
             started,
         )
         _check_health(run, started, HealthCheck.from_configuration(values), values)
