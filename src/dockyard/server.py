@@ -112,6 +112,7 @@ def build_platform(settings: ServerSettings) -> Platform:
         build_timeout=settings.build_timeout,
         limits=settings.limits,
         image_registry=settings.image_registry if settings.runtime == "swarm" else None,
+        installation=installation,
         image_registry_credentials=image_registry_credentials(settings),
     )
     token = bootstrap_admin(platform)

@@ -205,10 +205,27 @@ def test_git_push_reaches_every_node_through_the_image_registry(
     repo.commit({"Dockerfile": WEB_DOCKERFILE.format(base=base, content="swarm build")})
     pushed = repo.push("main")
     assert pushed.code == 0, pushed.output
-    assert "Pushing 10.203.0.1:5000/dockyard-builds/build:" in pushed.output
+    repository = f"10.203.0.1:5000/dockyard-builds/{server.installation()}/{app}"
+    assert f"Pushing {repository}:" in pushed.output
     assert server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2").code == 0
     assert len(set(addresses(server, app))) == 2
     assert served(server, app) == "swarm build"
+    # The server's image-registry credentials serve no other app: another
+    # team cannot deploy this app's build (what its Dockerfile baked in).
+    built = show(server, app)["release"]["image"]
+    assert built.startswith(repository + "@sha256:")
+    other = "other-" + uuid.uuid4().hex[:6]
+    assert server.cli("apps:create", other).code == 0
+    stolen = server.run("deploy", "--app", other, "--docker-image", built)
+    assert stolen.code == 7, stolen.text
+    assert stolen.err.strip().endswith(
+        "the registry 10.203.0.1:5000 requires credentials: pass --private-registry-username "
+        "and --private-registry-password"
+    ), stolen.err
+    assert show(server, other)["release"] is None
+    # The app itself may deploy its own build again, by its name.
+    again = server.run("deploy", "--app", app, "--docker-image", built)
+    assert again.code == 0, again.text
 
 
 def test_git_push_without_image_registry_says_to_set_it(

@@ -70,3 +70,12 @@ class ImageReference:
 
     def pinned(self, digest: str) -> ImageReference:
         return ImageReference(self.host, self.repository, None, digest)
+
+
+def built_repository(image_registry: str, installation: str, app: str) -> str:
+    """Where the app's builds are pushed under ``--image-registry``: its own repository.
+
+    The server's credentials for that registry serve a deploy only for the
+    deploying app's own repository, never another app's builds.
+    """
+    return f"{image_registry}/{installation}/{app}"

@@ -55,7 +55,7 @@ from dockyard.domain.containers import (
     RegistryCredentials,
     Runtime,
 )
-from dockyard.domain.images import ImageReference
+from dockyard.domain.images import ImageReference, built_repository
 from dockyard.runtime.building import EngineBuilder
 from dockyard.runtime.engine import (
     LABEL_APP,
@@ -434,6 +434,7 @@ class SwarmBuilder:
         image_registry_credentials: RegistryCredentials | None = None,
     ) -> None:
         self._client = engine.client
+        self._installation = engine.installation
         self._builder = builder
         self._images = images
         self.image_registry = image_registry
@@ -466,7 +467,7 @@ class SwarmBuilder:
         )
         if self.image_registry is None:
             return image_id
-        repository = f"{self.image_registry}/build"
+        repository = built_repository(self.image_registry, self._installation, app)
         tag = image_id.removeprefix("sha256:")[:16]
         self._images.tag(image_id, repository, tag)
         pushing = self._registry_credentials

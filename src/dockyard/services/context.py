@@ -60,6 +60,7 @@ class Platform:
     # The server's --image-registry (HOST/PREFIX) and its credentials: the
     # resolver's last resort for images under that prefix (Swarm's builds).
     image_registry: str | None = None
+    installation: str = ""
     image_registry_credentials: RegistryCredentials | None = None
     # (app, release) -> what its services hold for pulls to come (Swarm). In
     # memory only: a restarted server renews every service once.

@@ -21,6 +21,7 @@ from typing import TypeVar
 from dockyard.domain.building import configured_credentials, from_images
 from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import CredentialsRejected
+from dockyard.domain.images import ImageReference, built_repository
 from dockyard.domain.registries import (
     Fetched,
     Source,
@@ -127,8 +128,13 @@ class Resolver:
         configured: RegistryCredentials | None = None,
         force: bool = False,
         image: str | None = None,
+        deploying: str | None = None,
     ) -> Resolved:
-        """``image``, when given, is what will be pulled (see ``--image-registry``)."""
+        """``image``, when given, is what will be pulled (see ``--image-registry``).
+
+        ``deploying`` names the app a user deploys ``image`` to: the server's
+        own image-registry credentials then serve only that app's builds.
+        """
         if given is not None and given.host == host:
             return Resolved(host, given, GIVEN)
         if configured is not None and configured.host == host:
@@ -139,7 +145,11 @@ class Resolver:
         prefix = self.platform.image_registry
         own = self.platform.image_registry_credentials
         if image and prefix and own and own.host == host and image.startswith(prefix + "/"):
-            return Resolved(host, own, IMAGE_REGISTRY)  # e.g. the images Swarm builds push
+            mine = deploying is None or ImageReference.parse(image).name == built_repository(
+                prefix, self.platform.installation, deploying
+            )
+            if mine:  # e.g. the images Swarm builds push
+                return Resolved(host, own, IMAGE_REGISTRY)
         return Resolved(host, None)
 
     def for_build(

@@ -150,7 +150,11 @@ def _pull(
     platform = run.platform
     images = platform.images()
     resolver = Resolver(platform, app.id)
-    resolved = {image.host: resolver.for_host(image.host, given=given, image=str(image))}
+    resolved = {
+        image.host: resolver.for_host(
+            image.host, given=given, image=str(image), deploying=app.handle
+        )
+    }
     run.log(f"Resolving {image} ({resolved[image.host].phrase()})")
     digest, resolved = resolver.retrying(
         resolved,

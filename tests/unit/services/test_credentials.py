@@ -48,7 +48,9 @@ def platform(
     image_registry: tuple[str, RegistryCredentials] | None = None,
 ) -> Any:
     prefix, own = image_registry or (None, None)
-    found = SimpleNamespace(store=store, image_registry=prefix, image_registry_credentials=own)
+    found = SimpleNamespace(
+        store=store, image_registry=prefix, image_registry_credentials=own, installation="inst"
+    )
     found.registry_sources = Sources(environ=environ or dict(os.environ))
     return found
 
@@ -84,6 +86,21 @@ def test_image_registry_credentials_come_last_and_only_under_its_prefix() -> Non
     )
     found = with_source.for_host(HOST, image=f"{HOST}/builds/build:1")
     assert found.credentials == RegistryCredentials(HOST, "u", "app")
+
+
+def test_a_deploy_gets_the_image_registry_credentials_for_its_own_app_builds_only() -> None:
+    own = RegistryCredentials(HOST, "builder", "pushes")
+    resolver = Resolver(platform(FakeStore({}), image_registry=(f"{HOST}/builds", own)), 7)
+    mine = f"{HOST}/builds/inst/web@sha256:{'0' * 64}"
+    assert resolver.for_host(HOST, image=mine, deploying="web").credentials == own
+    assert resolver.for_host(HOST, image=f"{HOST}/builds/inst/web:3", deploying="web").credentials
+    # Another app's build, another installation's, or the old shared repository.
+    for image in (mine.replace("/web@", "/api@"), mine.replace("/inst/", "/other/")):
+        assert resolver.for_host(HOST, image=image, deploying="web").credentials is None
+    old = f"{HOST}/builds/build@sha256:{'0' * 64}"
+    assert resolver.for_host(HOST, image=old, deploying="web").credentials is None
+    # A release Dockyard recorded (restart, scale, reconcile) pulls as before.
+    assert resolver.for_host(HOST, image=old).credentials == own
 
 
 def _counting_helper(tmp_path: Path) -> tuple[Source, dict[str, str]]:
