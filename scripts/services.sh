@@ -33,10 +33,12 @@ REGISTRY_PID=$RUN/registry.pid
 REGISTRY_USER=dockyard
 BASE_IMAGE=$REGISTRY_ADDR/dockyard-test/busybox:latest
 LOGS=$STATE/log
-# Where the engine makes the apps' networks (one per app, each a /26): inside
-# 10.203.0.0/17 and apart from the Swarm test's pools, never Docker's
-# defaults (172.17.0.0/16..., 10.0.0.0/8).
-ENGINE_POOL=base=10.203.32.0/19,size=26
+# Where the engine makes the apps' networks: one per app, each a /28 (768 of
+# them, 13 containers each: a test session deploys a few hundred apps), inside
+# 10.203.0.0/17 and apart from the Swarm test's veth (10.203.0.0/24) and pools
+# (10.203.64.0/18), never Docker's defaults (172.17.0.0/16..., 10.0.0.0/8).
+ENGINE_POOL=base=10.203.32.0/19,size=28
+ENGINE_POOL_MORE=base=10.203.16.0/20,size=28
 
 log() { echo "services: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -110,7 +112,7 @@ start_docker() {
   fi
   # An engine started with other flags (an older checkout's) is restarted.
   if pid_matches "$DOCKERD_PID" "--data-root $DOCKER_DATA " &&
-    pid_matches "$DOCKERD_PID" "--default-address-pool $ENGINE_POOL "; then
+    pid_matches "$DOCKERD_PID" "--default-address-pool $ENGINE_POOL_MORE "; then
     for _ in $(seq 1 50); do
       if docker_ping; then
         log "Docker engine: reusing pid $(cat "$DOCKERD_PID")"
@@ -155,7 +157,7 @@ launch_docker() {
     --pidfile "$DOCKERD_PID" \
     --bridge=none --iptables=false --ip6tables=false \
     --ip-forward=false --ip-masq=false \
-    --default-address-pool "$ENGINE_POOL" \
+    --default-address-pool "$ENGINE_POOL" --default-address-pool "$ENGINE_POOL_MORE" \
     --insecure-registry "$REGISTRY_ADDR" --insecure-registry 10.203.0.1:5000 \
     </dev/null >"$LOGS/dockerd.log" 2>&1 9>&- &
   local pid=$!

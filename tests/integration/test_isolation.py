@@ -156,9 +156,9 @@ def test_attacker_app_and_build_reach_nothing_of_the_platform(
         assert from_app == expected, response.text
         # The router reaches the app at its own address, on a network of its own.
         (mine,) = show(server, attacker)["containers"]
-        # (scripts/services.sh gives each app's network a /26)
-        assert ip_network(f"{mine['address']}/26", strict=False) != ip_network(
-            f"{container['address']}/26", strict=False
+        # (scripts/services.sh gives each app's network a /28)
+        assert ip_network(f"{mine['address']}/28", strict=False) != ip_network(
+            f"{container['address']}/28", strict=False
         )
 
     # From the server's side every one of those channels works.

@@ -19,7 +19,7 @@ from tests.integration.test_git_deploys import _creds, remote, web
 def test_apps_get_networks_of_their_own_under_the_test_pool(
     server: Server, registry: Registry, tmp_path: Path
 ) -> None:
-    """Each app's network is made by the runtime, on 10.203.32.0/19, and goes with the app."""
+    """Each app's network is made by the runtime, on the test engine's pools, and goes with it."""
     handles = ["net-a-" + os.urandom(3).hex(), "net-b-" + os.urandom(3).hex()]
     for handle in handles:
         assert server.cli("apps:create", handle).code == 0

@@ -142,3 +142,16 @@ class HealthCheckFailed(DockyardError):
 
 class EngineUnreachable(DockyardError):
     kind = "engine_unreachable"
+
+
+class NoNetworkAddresses(DockyardError):
+    """The engine's address pools are used up: the app's own network cannot be made."""
+
+    kind = "engine_out_of_addresses"
+
+    def __init__(self, app: str) -> None:
+        super().__init__(
+            f"the Docker engine has no address range left for a network of app {app!r} "
+            "(each app has one): give dockerd a larger --default-address-pool, "
+            "or deprovision apps that are no longer used"
+        )

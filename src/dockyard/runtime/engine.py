@@ -99,6 +99,8 @@ class Engine:
                         labels={LABEL_INSTALLATION: self.installation, LABEL_APP: app},
                     )
                 except APIError as exc:
+                    if "address pool" in str(exc.explanation or exc):
+                        raise errors.NoNetworkAddresses(app) from None
                     if exc.status_code != 409:  # made meanwhile by another server
                         raise
         return name
