@@ -521,12 +521,32 @@ def test_only_admins_add_global_sources_and_only_for_granted_apps(
         "credentials: that needs an admin token; give the keys of your own AWS user"
     )
     assert sources(srv, app) == []
-    mine = srv.cli(
+    # Nor are the server's own helpers (and whatever they hold: its keychain,
+    # its cloud identity) lent to non-admins.
+    helper = srv.cli(
         "registries:add", registry.host, "--app", app, "--credential-helper", name, token=token
+    )
+    assert helper.code == 3
+    assert helper.err.strip() == (
+        "Error: a credential-helper source runs a program on the server, with the server's own "
+        "credentials: that needs an admin token; give a username and password instead"
+    )
+    assert sources(srv, app) == []
+    mine = cli(
+        srv,
+        "registries:add",
+        registry.host,
+        "--app",
+        app,
+        "--username",
+        registry.user,
+        "--password-stdin",
+        stdin=registry.password + "\n",
+        token=token,
     )
     assert mine.code == 0, mine.text
     listed = srv.cli("registries", "--app", app, "-o", "json", token=token)
-    assert [s["kind"] for s in json.loads(listed.out)] == ["credential-helper"]
+    assert [s["kind"] for s in json.loads(listed.out)] == ["static"]
 
 
 def test_static_source_and_deploy_stored_credentials(

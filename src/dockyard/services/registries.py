@@ -48,6 +48,14 @@ class ServerAwsForAdmins(Forbidden):
         )
 
 
+class HelperForAdmins(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "a credential-helper source runs a program on the server, with the server's own "
+            "credentials: that needs an admin token; give a username and password instead"
+        )
+
+
 def _scope(platform: Platform, user: records.User, handle: str | None) -> records.App | None:
     if handle is None:
         if not user.is_admin:
@@ -87,6 +95,8 @@ def add(
     server_aws = new.kind is SourceKind.AWS_ECR and "access_key_id" not in new.secrets
     if server_aws and not user.is_admin:
         raise ServerAwsForAdmins()
+    if new.kind is SourceKind.CREDENTIAL_HELPER and not user.is_admin:
+        raise HelperForAdmins()
     helper = new.settings.get("helper")
     if helper is not None and credential_helpers.program(helper) is None:
         raise InvalidInput(
