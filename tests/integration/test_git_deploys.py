@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -512,7 +513,7 @@ def test_builds_are_tagged_per_release_and_pruned(
 
 
 def test_build_timeout(
-    fresh_server: Callable[..., Server], registry: Registry, tmp_path: Path
+    fresh_server: Callable[..., Server], registry: Registry, tmp_path: Path, backend: str
 ) -> None:
     server = fresh_server(extra_args=["--build-timeout", "10"])
     app = "slow-build"
@@ -520,10 +521,24 @@ def test_build_timeout(
     assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
     repo = WorkingCopy(tmp_path / "work", remote(server, app))
     files = web(registry, "never")
-    # A step of its own (no layer cache from an earlier run) that takes 30 s.
-    files["Dockerfile"] += f"RUN echo {uuid.uuid4().hex} && sleep 30\n"
+    # A step of its own (no layer cache from an earlier run), silent for 60 s.
+    marker = uuid.uuid4().hex
+    files["Dockerfile"] += f"RUN echo {marker} && sleep 60\n"
     repo.commit(files)
+    started = time.monotonic()
     pushed = repo.push("main")
+    took = time.monotonic() - started
     assert pushed.code != 0
     assert "the build took longer than 10 s" in pushed.output
+    # The push ends at the timeout, not when the step would have, and the
+    # step's container was stopped with it.
+    assert took < 30, f"the push took {took:.0f} s"
+    deadline = time.monotonic() + 20  # the engine removes it once it has stopped it
+    with engine_client(backend) as client:
+        while True:
+            left = [c.status for c in client.containers.list(all=True) if marker in str(c.attrs)]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert left == []
     assert show(server, app)["release"] is None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
+import urllib3
 from docker.errors import APIError
 
 from dockyard.domain import errors
@@ -76,6 +77,9 @@ class EngineBuilder:
                     # Always ask the registry: a base image another app pulled
                     # must not serve a build that lacks the credentials for it.
                     pull=True,
+                    # No output for this long ends the build too (the SDK's
+                    # default for builds is no read timeout at all).
+                    timeout=max(1, int(timeout)),
                 ):
                     if "error" in event:
                         raise _build_error(str(event["error"]), from_images, credentials)
@@ -88,7 +92,7 @@ class EngineBuilder:
                         image_id = str(aux["ID"])
                     if time.monotonic() > deadline:
                         raise BuildFailed(f"the build took longer than {timeout:.0f} s")
-        except requests.exceptions.ReadTimeout:
+        except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
             raise BuildFailed(f"the build took longer than {timeout:.0f} s") from None
         except APIError as exc:
             raise _build_error(str(exc.explanation or exc), from_images, credentials) from None
