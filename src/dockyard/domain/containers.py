@@ -15,15 +15,35 @@ from typing import Any, Protocol
 
 from dockyard.domain.images import ImageReference
 
+# The user a credential helper names for an identity token (Docker's protocol).
+IDENTITY_TOKEN_USER = "<token>"
+
 
 @dataclass(frozen=True)
 class RegistryCredentials:
+    """A login for one registry host: a username and password, or an identity token.
+
+    An identity token (what a credential helper answers as the user
+    ``<token>``) is not a password: the engine trades it at the registry's
+    token server (an OAuth refresh token) for an access token.
+    """
+
     host: str
     username: str
     password: str
 
     def __repr__(self) -> str:  # never print the password, even by accident
         return f"RegistryCredentials(host={self.host!r}, username={self.username!r})"
+
+    @property
+    def identity_token(self) -> bool:
+        return self.username == IDENTITY_TOKEN_USER
+
+    def engine_auth(self) -> dict[str, str]:
+        """The auth config the Docker engine takes for pulls, builds and services."""
+        if self.identity_token:
+            return {"identitytoken": self.password, "serveraddress": self.host}
+        return {"username": self.username, "password": self.password, "serveraddress": self.host}
 
 
 @dataclass(frozen=True)

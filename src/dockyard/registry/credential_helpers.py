@@ -16,10 +16,9 @@ import signal
 import subprocess
 from collections.abc import Mapping
 
-from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.containers import IDENTITY_TOKEN_USER, RegistryCredentials
 
 TIMEOUT_SECONDS = 10.0
-IDENTITY_TOKEN_USER = "<token>"
 NOT_FOUND = "credentials not found"
 _MAX_MESSAGE = 300
 
@@ -56,8 +55,8 @@ def parse_answer(host: str, exit_code: int, stdout: str, stderr: str) -> Registr
         raise HelperFailed('its answer lacks the strings "Username" and "Secret"')
     if not secret:
         return None
-    # The runtime takes a username and a password: an identity token travels
-    # as the password of the user ``<token>``, as the helper named it.
+    # An identity token travels as the password of the user ``<token>``, as
+    # the helper named it; the runtime sends it to the engine as one.
     return RegistryCredentials(host, username or IDENTITY_TOKEN_USER, secret)
 
 

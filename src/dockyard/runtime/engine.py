@@ -37,10 +37,7 @@ _NO_HOST = "dockyard.invalid"
 
 def only_these(credentials: Mapping[str, RegistryCredentials]) -> AuthConfig:
     """SDK auth holding exactly these credentials, each for its host, and no file's."""
-    auths = {
-        host: {"username": c.username, "password": c.password, "serveraddress": host}
-        for host, c in credentials.items()
-    }
+    auths = {host: {**c.engine_auth(), "serveraddress": host} for host, c in credentials.items()}
     auths[_NO_HOST] = {"serveraddress": _NO_HOST}
     return AuthConfig({"auths": auths})
 

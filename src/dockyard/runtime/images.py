@@ -36,9 +36,7 @@ UNREACHABLE = (
 
 
 def auth(credentials: RegistryCredentials | None) -> dict[str, str] | None:
-    if credentials is None:
-        return None
-    return {"username": credentials.username, "password": credentials.password}
+    return None if credentials is None else credentials.engine_auth()
 
 
 def registry_error(

@@ -238,13 +238,7 @@ class SwarmScheduler:
         api = self._client.api
         headers = {}
         if credentials is not None:  # new tasks may land where the image is not yet
-            headers["X-Registry-Auth"] = encode_header(
-                {
-                    "username": credentials.username,
-                    "password": credentials.password,
-                    "serveraddress": credentials.host,
-                }
-            ).decode()
+            headers["X-Registry-Auth"] = encode_header(credentials.engine_auth()).decode()
         for attempt in range(5):
             current = api.inspect_service(service_id)
             spec = dict(current["Spec"])
