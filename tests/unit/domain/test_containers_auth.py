@@ -12,6 +12,6 @@ def test_a_password_goes_as_username_and_password() -> None:
 
 
 def test_an_identity_token_goes_as_one_and_never_as_a_password() -> None:
-    auth = RegistryCredentials("r.example", "<token>", "tok").engine_auth()
-    assert auth == {"identitytoken": "tok", "serveraddress": "r.example"}
-    assert "tok" not in repr(RegistryCredentials("r.example", "<token>", "tok"))
+    auth = RegistryCredentials("r.example", "<token>", "s3cr3t-id").engine_auth()
+    assert auth == {"identitytoken": "s3cr3t-id", "serveraddress": "r.example"}
+    assert "s3cr3t-id" not in repr(RegistryCredentials("r.example", "<token>", "s3cr3t-id"))
