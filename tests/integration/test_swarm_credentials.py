@@ -261,3 +261,16 @@ def test_rotated_source_is_renewed_in_place_and_a_drained_task_pulls_with_it(
         for secret in (old, new):
             assert secret not in inspected
             assert secret not in server.log()
+
+        # Removing the source takes its credentials back from the services
+        # (nothing else serves the host: they get none), restarting nothing.
+        wait_for(lambda: len(running_tasks(client, service.id)) == 2)
+        running = running_tasks(client, service.id)
+        version = client.api.inspect_service(service.id)["Version"]["Index"]
+        count = len(refreshes(server))
+        removed = server.cli("registries:remove", host, "--app", app)
+        assert removed.code == 0, removed.text
+        assert f"Current releases of {app} pull from {host}" in removed.err
+        assert refreshes(server)[count:] == [(refreshes(server)[-1][0], 1, host)]
+        assert client.api.inspect_service(service.id)["Version"]["Index"] > version
+        assert running_tasks(client, service.id) == running

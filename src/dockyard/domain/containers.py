@@ -182,8 +182,10 @@ class Scheduler(Protocol):
         """Remove what was made to run a deprovisioned app (its network)."""
         ...
 
-    def renew_credentials(self, app: str, release: int, credentials: RegistryCredentials) -> int:
-        """Give the release's containers these credentials for the pulls still to come.
+    def renew_credentials(
+        self, app: str, release: int, credentials: RegistryCredentials | None
+    ) -> int:
+        """Give the release's containers these credentials (None: none) for the pulls to come.
 
         Nothing restarts. A scheduler whose hosts pull only when a container
         starts (``pulls_on_nodes`` false) has nothing to renew. Returns how

@@ -171,7 +171,9 @@ class DockerScheduler:
         """Remove the app's network."""
         self._engine.remove_networks(app)
 
-    def renew_credentials(self, app: str, release: int, credentials: RegistryCredentials) -> int:
+    def renew_credentials(
+        self, app: str, release: int, credentials: RegistryCredentials | None
+    ) -> int:
         return 0  # the engine pulled before the containers started: none pulls later
 
     def _container(self, found: Mapping[str, Any]) -> Container:

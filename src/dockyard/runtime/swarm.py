@@ -97,6 +97,11 @@ def swarm_runtime(
     )
 
 
+def _registry_auth(credentials: RegistryCredentials | None) -> str:
+    """The ``X-Registry-Auth`` header; an empty auth (no credentials) replaces any held."""
+    return encode_header(credentials.engine_auth() if credentials else {}).decode()
+
+
 class SwarmScheduler:
     """Runs each service of a release as one Swarm service, through the manager."""
 
@@ -210,35 +215,39 @@ class SwarmScheduler:
         self, service_id: str, replicas: int, credentials: RegistryCredentials | None = None
     ) -> None:
         """Change only the task count: running tasks stay as they are."""
-        self._update(service_id, replicas, credentials)
+        self._update(service_id, replicas, _registry_auth(credentials) if credentials else None)
 
-    def renew_credentials(self, app: str, release: int, credentials: RegistryCredentials) -> int:
-        """Send the release's services these credentials; no task restarts."""
+    def renew_credentials(
+        self, app: str, release: int, credentials: RegistryCredentials | None
+    ) -> int:
+        """Send the release's services these credentials (None: none); no task restarts.
+
+        None takes back what they hold: their later pulls go anonymous.
+        """
         renewed = 0
         for service in self._client.api.services(filters={"label": self._engine.label_filter(app)}):
             if service["Spec"].get("Labels", {}).get(LABEL_RELEASE) != str(release):
                 continue
             try:
-                self._update(service["ID"], None, credentials)
+                self._update(service["ID"], None, _registry_auth(credentials))
             except NotFound:
                 continue  # removed meanwhile
             renewed += 1
         return renewed
 
-    def _update(
-        self, service_id: str, replicas: int | None, credentials: RegistryCredentials | None
-    ) -> None:
+    def _update(self, service_id: str, replicas: int | None, registry_auth: str | None) -> None:
         """Send the spec back as it is, with another task count (None: the same).
 
         The spec goes back exactly as it is (the SDK's update fills in fields,
         and a task spec that differs makes Swarm replace every task). With no
-        ``X-Registry-Auth``, Swarm keeps the credentials the spec has; new ones
-        go to the pull options, which do not make running tasks differ.
+        ``X-Registry-Auth`` (``registry_auth`` None), Swarm keeps the
+        credentials the spec has; new ones go to the pull options, which do
+        not make running tasks differ.
         """
         api = self._client.api
         headers = {}
-        if credentials is not None:  # new tasks may land where the image is not yet
-            headers["X-Registry-Auth"] = encode_header(credentials.engine_auth()).decode()
+        if registry_auth is not None:  # new tasks may land where the image is not yet
+            headers["X-Registry-Auth"] = registry_auth
         for attempt in range(5):
             current = api.inspect_service(service_id)
             spec = dict(current["Spec"])

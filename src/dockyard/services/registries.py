@@ -208,4 +208,6 @@ def remove(platform: Platform, user: records.User, handle: str | None, host: str
     used_by = platform.store.apps_pulling_from(source.host, app.id if app else None)
     platform.store.remove_source(app.id if app else None, source.host)
     sources_of(platform).forget(source)
+    # Running Swarm services give up what it gave them.
+    renewing.source_changed(platform, source.host, source.app_id)
     return Removed(source, used_by)

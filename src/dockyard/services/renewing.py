@@ -7,7 +7,9 @@ release's services (no task restarts) when nothing is known of what they
 hold (server start, a new release), one pass before the answer held is due
 for renewal (half an ECR token's lifetime, a helper's ``--cache-seconds``),
 and right after a source is added or refreshed. An answer equal to the one
-held is not sent again. What was sent is kept in memory (``Platform.held_auth``).
+held is not sent again. A removed source's credentials are taken back from the
+services (they get another source's, or none). What was sent is kept in memory
+(``Platform.held_auth``): a server that starts knows nothing and sends again.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def renew(
             resolver = Resolver(platform, release.app_id)
             source = resolver.source(image_host)
             if source is None:
+                if changed:  # removed: they get what is left for the host, maybe nothing
+                    left = resolver.for_host(image_host, image=release.image).credentials
+                    renewed[image_host] += scheduler.renew_credentials(handle, release.id, left)
                 platform.held_auth[key] = Held("", None)  # a source added later says so
                 continue
             try:
@@ -95,7 +100,8 @@ def renew(
 
 
 def source_changed(platform: Platform, host: str, app_id: int | None) -> list[str]:
-    """After ``registries:add`` or ``registries:refresh``: send what the source holds now.
+    """After ``registries:add``, ``:refresh`` or ``:remove``: send what the host's source
+    holds now (after a removal: another source's, or none).
 
     Never fails the user's command: a runtime that cannot be reached now is
     renewed by a later pass.

@@ -55,10 +55,12 @@ class FakeScheduler:
     pulls_on_nodes = True
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, int, str]] = []
+        self.sent: list[tuple[str, int, str | None]] = []
 
-    def renew_credentials(self, app: str, release: int, credentials: RegistryCredentials) -> int:
-        self.sent.append((app, release, credentials.password))
+    def renew_credentials(
+        self, app: str, release: int, credentials: RegistryCredentials | None
+    ) -> int:
+        self.sent.append((app, release, credentials.password if credentials else None))
         return 2
 
 
@@ -74,6 +76,9 @@ def platform(kind: SourceKind = SourceKind.CREDENTIAL_HELPER) -> Any:
         scheduler=lambda: scheduler,
         app_lock=lambda handle: locks.setdefault(handle, threading.Lock()),
         sent=scheduler.sent,
+        image_registry=None,
+        image_registry_credentials=None,
+        installation="i",
     )
 
 
@@ -112,3 +117,12 @@ def test_nothing_to_renew_where_containers_pull_only_when_they_start() -> None:
     found.scheduler().pulls_on_nodes = False
     assert renew(found) == []
     assert found.sent == []
+
+
+def test_a_removed_source_is_taken_back_from_the_services() -> None:
+    found = platform()
+    renew(found)
+    found.store._source = None  # registries:remove
+    assert source_changed(found, HOST, 7) == [f"refreshed registry auth of 2 services for {HOST}"]
+    assert found.sent == [("web", 3, "one"), ("web", 3, None)]
+    assert renew(found) == []  # and not again
