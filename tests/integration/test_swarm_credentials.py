@@ -274,3 +274,43 @@ def test_rotated_source_is_renewed_in_place_and_a_drained_task_pulls_with_it(
         assert refreshes(server)[count:] == [(refreshes(server)[-1][0], 1, host)]
         assert client.api.inspect_service(service.id)["Version"]["Index"] > version
         assert running_tasks(client, service.id) == running
+
+
+def test_a_scale_with_stale_cached_credentials_fetches_them_again(
+    server: Server, local_registry: Registry, tmp_path: Path
+) -> None:
+    """Nodes pull where Dockyard cannot see it fail: rejected credentials are caught first."""
+    host = swarm_settings()["DOCKYARD_SWARM_REGISTRY"]
+    content = "stale-" + uuid.uuid4().hex[:6]
+    repository = push_fresh_image(local_registry, content).replace(local_registry.host, host, 1)
+    app = "stale-" + uuid.uuid4().hex[:6]
+    answer = tmp_path / "answer.json"
+    helpers = Path(server.env["PATH"].split(":")[0])
+    with local_registry.temporary_user() as (user, old), engine_client("swarm") as client:
+        answer.write_text(login(user, old))
+        name = answering(helpers, answer)
+        assert server.cli("apps:create", app).code == 0
+        added = server.cli(
+            "registries:add", host, "--app", app, "--credential-helper", name,
+            "--cache-seconds", "3600",
+        )  # fmt: skip
+        assert added.code == 0, added.text
+        deployed = server.run("deploy", "--app", app, "--docker-image", f"{repository}:v1")
+        assert deployed.code == 0, deployed.text
+
+        # The registry and the helper move on; Dockyard's cache still holds the old answer.
+        new = old + "-rotated"
+        local_registry.set_password(user, new)
+        answer.write_text(login(user, new))
+        scaled = server.run("apps:scale", "--app", app, "cmd", "--container-count", "2")
+        assert scaled.code == 0, scaled.text
+        said = scaled.out + scaled.err
+        assert (
+            f"The registry {host} rejected the credentials from its credential-helper source (app):"
+        ) in said
+        assert f"Pulling with credentials for {host} from credential-helper source (app)" in said
+        [service] = client.services.list(filters={"label": f"dockyard.app={app}"})
+        wait_for(lambda: len(running_tasks(client, service.id)) == 2)
+        assert served(server, app) == content
+        for secret in (old, new):
+            assert secret not in said and secret not in server.log()

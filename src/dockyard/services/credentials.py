@@ -207,8 +207,24 @@ class Resolver:
 def release_credentials_for(
     platform: Platform, app_id: int, host: str, log: Log | None = None, image: str | None = None
 ) -> RegistryCredentials | None:
-    """What containers started now pull ``host``'s images (``image``) with."""
-    resolved = Resolver(platform, app_id).for_host(host, image=image)
+    """What containers started now pull ``host``'s images (``image``) with.
+
+    Where nodes pull (Swarm), Dockyard never sees a pull fail: credentials a
+    source fetched are first shown to the registry (the image's manifest),
+    and ones it rejects are fetched again, bypassing the cache, before any
+    task gets them.
+    """
+    resolver = Resolver(platform, app_id)
+    resolved = resolver.for_host(host, image=image)
+    if image is not None and resolved.refetchable and platform.scheduler().pulls_on_nodes:
+        reference = ImageReference.parse(image)
+        images = platform.images()
+        _, used = resolver.retrying(
+            {host: resolved},
+            lambda found: images.resolve(reference, found[host].credentials),
+            log or (lambda _: None),
+        )
+        resolved = used[host]
     if log is not None and resolved.credentials is not None:
         log(f"Pulling {resolved.phrase()}")
     return resolved.credentials

@@ -14,7 +14,13 @@ from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import CredentialsRejected
 from dockyard.domain.registries import Source, SourceCredentialsRejected, SourceKind
 from dockyard.registry.sources import Sources
-from dockyard.services.credentials import CONFIGURED, GIVEN, IMAGE_REGISTRY, Resolver
+from dockyard.services.credentials import (
+    CONFIGURED,
+    GIVEN,
+    IMAGE_REGISTRY,
+    Resolver,
+    release_credentials_for,
+)
 
 HOST = "r.example.com"
 
@@ -147,6 +153,32 @@ def test_rejected_fetched_credentials_are_fetched_again_once(tmp_path: Path) -> 
 
     with pytest.raises(SourceCredentialsRejected, match="even freshly fetched"):
         resolver.retrying({HOST: resolver.for_host(HOST)}, always, logged.append)
+
+
+def test_where_nodes_pull_fetched_credentials_are_checked_first(tmp_path: Path) -> None:
+    source, environ = _counting_helper(tmp_path)
+    found = platform(FakeStore({(7, HOST): source}), environ)
+    shown: list[str] = []
+
+    def resolve(image: Any, credentials: RegistryCredentials | None) -> str:
+        assert credentials is not None
+        shown.append(credentials.password)
+        if credentials.password == "secret-1":  # the cached answer went stale
+            raise CredentialsRejected(HOST, had_credentials=True)
+        return "sha256:" + "0" * 64
+
+    found.images = lambda: SimpleNamespace(resolve=resolve)
+    found.scheduler = lambda: SimpleNamespace(pulls_on_nodes=True)
+    image = f"{HOST}/app@sha256:{'1' * 64}"
+    Resolver(found, 7).for_host(HOST)  # cached: secret-1
+    logged: list[str] = []
+    given = release_credentials_for(found, 7, HOST, logged.append, image=image)
+    assert given is not None and given.password == "secret-2" and shown == ["secret-1", "secret-2"]
+    assert logged[-1].startswith(f"Pulling with credentials for {HOST} from credential-helper")
+    # Where the engine that starts containers pulls them itself, nothing is asked first.
+    found.scheduler = lambda: SimpleNamespace(pulls_on_nodes=False)
+    release_credentials_for(found, 7, HOST, image=image)
+    assert shown == ["secret-1", "secret-2"]
 
 
 def test_static_credentials_are_not_retried() -> None:
