@@ -69,6 +69,7 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
 
     values = store.configuration(app.id, release.config_version).values
     current = [c for c in containers if c.release == release.id]
+    routed = set(router.routes().get(handle, []))
     upstreams: list[str] = []
     for service in release.services:
         wanted = app.scale.get(service.name, 1)
@@ -94,7 +95,15 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
             # Tasks being moved have no address yet; restarting ones are routed
             # only when none runs, to let the router's retries find the first.
             running = [c for c in mine if c.running]
-            upstreams += [c.upstream for c in running or [c for c in mine if c.address]]
+            candidates = running or [c for c in mine if c.address]
+            # One not routed yet (a replaced Swarm task) joins once it answers:
+            # running is not listening, and the router would send it requests.
+            answering = [
+                c
+                for c in candidates
+                if c.upstream in routed or platform.probe(c.upstream, "/") is not None
+            ]
+            upstreams += [c.upstream for c in answering or candidates]
     if sorted(upstreams) != router.routes().get(handle, []):
         if upstreams:
             router.route(handle, upstreams)
