@@ -1,0 +1,757 @@
+"""HAProxy as the router: a supervised daemon, changed at runtime, never reloaded on a deploy.
+
+Caddy reloads its whole configuration on every change, and every reload
+closes every app's idle keep-alive connections and cancels retries in
+flight: one app's deploy was felt by all. HAProxy is instead changed through
+its runtime API, one server at a time, and a change to one app touches
+nothing another app uses:
+
+- a map file sends each host name to a backend (``add/set/del map``);
+- each app owns one backend of a pool allocated in advance, so that creating
+  an app needs no reload; its containers are the backend's server slots,
+  pointed at an address (``set server addr``) and put in or out of service
+  (``set server state ready|maint``); an app with more containers than slots
+  gets more (``add server``). A slot is never deleted (HAProxy 2.6 can crash
+  deleting a server that still has streams, haproxy#2298): it is put in
+  maintenance, drained and reused;
+- when the pool runs out it grows by as many backends again, in one seamless
+  reload (the listeners are passed to the new worker through the
+  ``expose-fd listeners`` socket; the old worker finishes its requests and
+  closes each idle connection only after answering its next request).
+
+Both sockets (the runtime API and the master's CLI) are in ``DATA_DIR/router``,
+a directory only the server's user may enter; HAProxy has no admin port.
+Every change is written first to ``haproxy.cfg``, ``hosts.map`` and
+``state.json`` there, so that an HAProxy restarted by the watchdog (or
+adopted by the next server) serves every route from its first request.
+
+A backend is named for its slot in the pool, not for an app, and the map may
+hold several names for it: custom domains (and, through a second,
+suffix-matched map, wildcards) and TLS listeners will be more map entries
+and binds, not more reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockyard.router.supervision import (
+    Daemon,
+    DaemonFailed,
+    Supervisor,
+    stop_recorded,
+    write_private,
+)
+
+log = logging.getLogger("dockyard.router")
+
+POOL = 128  # backends allocated in advance: apps created without a reload
+SLOTS = 4  # server slots a backend starts with: a deploy of 2 containers needs 4
+NO_APP = "dockyard_no_app"
+NOT_FOUND = "No app is served at this address.\n"
+UNAVAILABLE = "This app has no container running: it is scaled to 0, or its containers are down.\n"
+# Where a free slot points; it is in maintenance and never connected to.
+PARKED = "127.0.0.1:1"
+# Checks and retries as Caddy's were: round robin; a refused connection takes
+# the container out at once (checked again every 500 ms, back at the first
+# success), and a request it dropped before answering is sent to another.
+SERVER_OPTIONS = (
+    "check inter 2s downinter 500ms fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down"
+)
+
+
+class RouterError(Exception):
+    pass
+
+
+def haproxy_daemon(data_dir: Path, binary: str = "haproxy") -> Daemon:
+    """How the router of ``data_dir`` runs: a master (``-W``) that keeps one worker."""
+    directory = data_dir / "router"
+    config = directory / "haproxy.cfg"
+    return Daemon(
+        name="haproxy",
+        command=[binary, "-W", "-S", f"{directory / 'master.sock'},mode,600", "-f", str(config)],
+        env={"HOME": str(directory), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        pidfile=directory / "haproxy.pid",
+        log=directory / "haproxy.log",
+        marker=str(config),
+    )
+
+
+def stop_router(data_dir: Path) -> int | None:
+    """Stop the HAProxy of ``data_dir`` that outlived its server; its pid, or None."""
+    return stop_recorded(haproxy_daemon(data_dir))
+
+
+# The model: what each backend and slot is for. Pure, rendered to files.
+
+
+@dataclass
+class Slot:
+    name: str
+    upstream: str | None = None  # host:port it points at
+    # "active": serving; "retired": out of service, requests may still be in
+    # flight (until drained); "free": out of service, reusable.
+    status: str = "free"
+
+
+@dataclass
+class Backend:
+    name: str
+    app: str | None = None
+    slots: list[Slot] = field(default_factory=list)
+
+    def serving(self) -> list[str]:
+        return sorted(s.upstream for s in self.slots if s.status == "active" and s.upstream)
+
+
+@dataclass
+class Pool:
+    backends: list[Backend] = field(default_factory=list)
+
+    @classmethod
+    def allocate(cls, size: int, slots: int = SLOTS) -> Pool:
+        pool = cls()
+        pool.grow(size, slots)
+        return pool
+
+    def grow(self, count: int, slots: int = SLOTS) -> None:
+        start = len(self.backends)
+        for index in range(start, start + count):
+            self.backends.append(
+                Backend(f"app{index:04d}", slots=[Slot(f"s{i}") for i in range(slots)])
+            )
+
+    def of(self, app: str) -> Backend | None:
+        return next((b for b in self.backends if b.app == app), None)
+
+    def routes(self) -> dict[str, list[str]]:
+        return {b.app: b.serving() for b in self.backends if b.app is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backends": [
+                {
+                    "name": b.name,
+                    "app": b.app,
+                    "slots": [
+                        {"name": s.name, "upstream": s.upstream, "status": s.status}
+                        for s in b.slots
+                    ],
+                }
+                for b in self.backends
+            ]
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Pool:
+        return cls(
+            [
+                Backend(
+                    str(b["name"]),
+                    None if b["app"] is None else str(b["app"]),
+                    [
+                        Slot(
+                            str(s["name"]),
+                            None if s["upstream"] is None else str(s["upstream"]),
+                            str(s["status"]),
+                        )
+                        for s in b["slots"]
+                    ],
+                )
+                for b in data["backends"]
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One slot to change: point it at ``upstream`` and serve, or stop serving."""
+
+    slot: Slot
+    upstream: str | None
+    serve: bool
+    new: bool = False  # a slot added to the backend: ``add server``
+
+
+def plan(backend: Backend, upstreams: Iterable[str]) -> list[Change]:
+    """The slot changes that make ``backend`` serve exactly ``upstreams``.
+
+    New servers come first and the old leave last, so the backend is never
+    without one. A retired slot still pointing at a wanted upstream is
+    brought back rather than a second one taken; a free slot is reused
+    before one is added. Applied to the model as it is planned.
+    """
+    wanted = sorted(set(upstreams))
+    changes: list[Change] = []
+    have = {s.upstream for s in backend.slots if s.status == "active"}
+    for upstream in wanted:
+        if upstream in have:
+            continue
+        slot = next(
+            (s for s in backend.slots if s.status == "retired" and s.upstream == upstream),
+            None,
+        ) or next((s for s in backend.slots if s.status == "free"), None)
+        new = slot is None
+        if slot is None:
+            slot = Slot(f"s{len(backend.slots)}")
+            backend.slots.append(slot)
+        slot.upstream, slot.status = upstream, "active"
+        changes.append(Change(slot, upstream, serve=True, new=new))
+    for slot in backend.slots:
+        if slot.status == "active" and slot.upstream not in wanted:
+            slot.status = "retired"
+            changes.append(Change(slot, slot.upstream, serve=False))
+    return changes
+
+
+def host_and_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: str = "1h") -> str:
+    """``haproxy.cfg``: every backend and slot as the model has them now."""
+    host, port = host_and_port(listen)
+    maps = directory / "hosts.map"
+    lines = [
+        "# Written by Dockyard on every route change; changed at runtime, not reloaded.",
+        "global",
+        f"    stats socket {directory / 'haproxy.sock'} mode 600 level admin expose-fd listeners",
+        "    stats timeout 1m",
+        # A second HAProxy on our address must fail, not take half the connections.
+        "    noreuseport",
+        # A worker replaced by a reload finishes its requests, up to this.
+        f"    hard-stop-after {hard_stop_after}",
+        "",
+        "defaults",
+        "    mode http",
+        "    option forwardfor",
+        # After a reload the old worker closes an idle connection only once it
+        # answered the next request on it (with Connection: close).
+        "    option idle-close-on-response",
+        "    timeout connect 5s",
+        "    timeout client 60s",
+        "    timeout server 10m",
+        "    timeout http-request 30s",
+        "    timeout http-keep-alive 60s",
+        "    timeout tunnel 1h",
+        "    timeout queue 10s",
+        "    retries 3",
+        "    retry-on conn-failure empty-response 0rtt-rejected",
+        "    option redispatch 1",
+        "",
+        "frontend dockyard",
+        f"    bind {host or '0.0.0.0'}:{port}",
+        "    http-request set-header X-Forwarded-Proto http",
+        f"    use_backend %[req.hdr(host),lower,word(1,:),map({maps},{NO_APP})]",
+        f"    default_backend {NO_APP}",
+        "",
+        f"backend {NO_APP}",
+        f"    http-request return status 404 content-type text/plain string {quoted(NOT_FOUND)}",
+    ]
+    for backend in pool.backends:
+        lines += [
+            "",
+            f"backend {backend.name}",
+            "    balance roundrobin",
+            "    http-request return status 503 content-type text/plain"
+            f" string {quoted(UNAVAILABLE)} if {{ nbsrv eq 0 }}",
+        ]
+        for slot in backend.slots:
+            address = slot.upstream or PARKED
+            disabled = "" if slot.status == "active" else " disabled"
+            lines.append(
+                f"    server {slot.name} {server_address(address)} {SERVER_OPTIONS}{disabled}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def server_address(upstream: str) -> str:
+    host, port = host_and_port(upstream)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_map(pool: Pool, domain: str) -> str:
+    """``hosts.map``: each app's host name → its backend."""
+    return "".join(
+        f"{host_name(b.app, domain)} {b.name}\n" for b in pool.backends if b.app is not None
+    )
+
+
+def host_name(app: str, domain: str) -> str:
+    return f"{app}.{domain}".lower()
+
+
+def ip_of(upstream: str) -> tuple[str, int]:
+    """``set server addr`` takes an address: resolve a host name (``localhost``)."""
+    host, port = host_and_port(upstream)
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return host, port
+    except OSError:
+        return str(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]), port
+
+
+class HAProxyRouter:
+    def __init__(
+        self,
+        *,
+        listen: str,
+        domain: str,
+        data_dir: Path,
+        binary: str = "haproxy",
+        pool: int = POOL,
+        hard_stop_after: str = "1h",
+    ) -> None:
+        self.listen = listen
+        self.domain = domain
+        self.directory = data_dir.absolute() / "router"
+        self.socket = self.directory / "haproxy.sock"
+        self.master = self.directory / "master.sock"
+        self.config = self.directory / "haproxy.cfg"
+        self.map = self.directory / "hosts.map"
+        self.binary = binary
+        self._pool_size = pool
+        self._hard_stop_after = hard_stop_after
+        self._pool = Pool()
+        self._lock = threading.Lock()
+        self._supervisor: Supervisor | None = None
+        self.reloads = 0  # pool growths this router made
+
+    # the process
+
+    @property
+    def pid(self) -> int | None:
+        return self._supervisor.pid if self._supervisor else None
+
+    def start(self) -> None:
+        """Adopt the HAProxy a previous server left running, or start one; watch it."""
+        path = shutil.which(self.binary)
+        if path is None:
+            raise RouterError(f"{self.binary} is not installed: run `make install`")
+        for sock in (self.socket, self.master):
+            if len(os.fsencode(sock)) > 107:  # sun_path holds 108 bytes
+                raise RouterError(f"the data directory's path is too long for a socket: {sock}")
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        daemon = haproxy_daemon(self.directory.parent, path)
+        self._daemon = daemon
+        with self._lock:
+            saved = self._saved()
+            previous = saved.get("listen")
+            self._pool = self._saved_pool(saved)
+            self._write()
+            self._check()
+        self._supervisor = Supervisor(
+            daemon, answering=self._answering, prepare=self._prepare, started=self._private
+        )
+        try:
+            adopted = self._supervisor.start()
+        except DaemonFailed as exc:
+            raise RouterError(self._explain(exc, daemon)) from None
+        if not adopted:
+            return
+        # It may run an older configuration: another --router-listen, a smaller
+        # pool, or a change the last server wrote but did not send.
+        with self._lock:
+            try:
+                if previous != self.listen:
+                    self._check_free()
+            except DaemonFailed as exc:
+                raise RouterError(self._explain(exc, daemon)) from None
+            if previous != self.listen or not self._has_every_backend():
+                self._reload()
+            self._sync()
+
+    def _explain(self, exc: DaemonFailed, daemon: Daemon) -> str:
+        if "address already in use" in exc.output or "cannot bind socket" in exc.output:
+            return (
+                f"the router cannot listen on {self.listen}: the address is in use "
+                "(by another Dockyard server's router?)"
+            )
+        return f"{exc}; see {daemon.log}"
+
+    def _answering(self) -> bool:
+        try:
+            return "Pid:" in self._ask_one("show info", timeout=1)
+        except OSError:
+            return False
+
+    def _prepare(self) -> None:
+        # The worker of a killed master notices and exits within a few
+        # hundred ms; wait for it to let go of the address.
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                self._check_free()
+                break
+            except DaemonFailed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        # A killed HAProxy leaves its socket files behind.
+        for sock in (self.socket, self.master):
+            sock.unlink(missing_ok=True)
+
+    def _check_free(self) -> None:
+        """Fail if something listens on our address already."""
+        host, port = host_and_port(self.listen)
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DaemonFailed("haproxy", f"{self.listen}: address already in use") from None
+            raise DaemonFailed("haproxy", f"cannot listen on {self.listen}: {exc}") from None
+
+    def _private(self) -> None:
+        for sock in (self.socket, self.master):
+            with contextlib.suppress(OSError):  # gone again: the watchdog sees to it
+                os.chmod(sock, 0o600)
+
+    def stop(self) -> None:
+        """Stop supervising. HAProxy keeps serving the apps until a server adopts it."""
+        if self._supervisor is not None:
+            self._supervisor.close()
+
+    # routes
+
+    def url(self, app: str) -> str:
+        port = self.listen.rpartition(":")[2]
+        return f"http://{app}.{self.domain}:{port}/"
+
+    def route(self, app: str, upstreams: list[str]) -> None:
+        """Serve the app from ``upstreams``; with none it answers 503, not 404."""
+        with self._lock:
+            backend = self._pool.of(app)
+            fresh = backend is None
+            if backend is None:
+                backend = self._free_backend()
+                backend.app = app
+            self._reclaim(backend, len(set(upstreams)))
+            changes = plan(backend, upstreams)
+            self._write()
+            commands = [c for change in changes for c in self._commands(backend, change)]
+            self._send(commands)
+            if fresh:
+                self._set_host(app, backend)
+
+    def unroute(self, app: str) -> None:
+        """The app's host answers 404; its containers are retired, to be drained."""
+        with self._lock:
+            backend = self._pool.of(app)
+            if backend is None:
+                return
+            changes = plan(backend, [])
+            backend.app = None
+            self._write()
+            self._send([f"del map {self.map} {host_name(app, self.domain)}"], tolerate=True)
+            self._send([c for change in changes for c in self._commands(backend, change)])
+
+    def routes(self) -> dict[str, list[str]]:
+        with self._lock:
+            return self._pool.routes()
+
+    def drain(self, upstreams: list[str], timeout: float) -> bool:
+        """Wait until no request is in flight to ``upstreams``; False on timeout.
+
+        HAProxy counts each server's current sessions (``scur``) and queued
+        requests (``qcur``); a request that went out before a switch is still
+        counted after it. Then their retired slots are free for reuse.
+        """
+        deadline = time.monotonic() + timeout
+        wanted = set(upstreams)
+        time.sleep(0.02)  # a request accepted just before the switch picks its server
+        drained = False
+        while True:
+            try:
+                busy = self._busy()
+            except (OSError, RouterError):
+                return False
+            with self._lock:
+                slots = {
+                    (b.name, s.name)
+                    for b in self._pool.backends
+                    for s in b.slots
+                    if s.upstream in wanted and s.status != "free"
+                }
+            if not any(busy.get(key, 0) for key in slots):
+                drained = True
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        with self._lock:
+            for backend in self._pool.backends:
+                for slot in backend.slots:
+                    if slot.status == "retired" and slot.upstream in wanted:
+                        slot.status = "free"
+            self._write_state()
+        return drained
+
+    # the pool
+
+    def _free_backend(self) -> Backend:
+        free = [b for b in self._pool.backends if b.app is None]
+        for backend in free:
+            if all(s.status == "free" for s in backend.slots):
+                return backend
+        if free:  # retired slots of unrouted apps with nothing left in flight
+            busy = self._busy()
+            for backend in free:
+                if not any(busy.get((backend.name, s.name), 0) for s in backend.slots):
+                    for slot in backend.slots:
+                        slot.status = "free"
+                    return backend
+        self._grow()
+        return self._free_backend()
+
+    def _reclaim(self, backend: Backend, needed: int) -> None:
+        """Free retired slots with nothing in flight when the free ones are too few."""
+        free = sum(s.status == "free" for s in backend.slots)
+        if free >= needed or not any(s.status == "retired" for s in backend.slots):
+            return
+        busy = self._busy()
+        for slot in backend.slots:
+            if slot.status == "retired" and not busy.get((backend.name, slot.name), 0):
+                slot.status = "free"
+
+    def _grow(self) -> None:
+        """Double the pool in one seamless reload: creating apps batches into it."""
+        added = max(len(self._pool.backends), self._pool_size, 1)
+        log.info(
+            "the router's pool of %d backends is used up; adding %d (one reload)",
+            len(self._pool.backends),
+            added,
+        )
+        self._pool.grow(added)
+        self._write()
+        self._reload()
+        self.reloads += 1
+
+    def _reload(self) -> None:
+        """Have the master start a worker on the written configuration, and wait for it."""
+        last = self._pool.backends[-1].name if self._pool.backends else NO_APP
+        self._ask_one("reload", path=self.master)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if f"\n{last}\n" in "\n" + self._ask_one("show backend", timeout=1):
+                    return
+            time.sleep(0.02)
+        raise RouterError(f"haproxy did not reload: see {self.directory / 'haproxy.log'}")
+
+    def _has_every_backend(self) -> bool:
+        try:
+            running = set(self._ask_one("show backend").split())
+        except OSError:
+            return False
+        return all(b.name in running for b in self._pool.backends)
+
+    def _sync(self) -> None:
+        """Make an adopted HAProxy match the model: every slot and every host."""
+        commands = []
+        for backend in self._pool.backends:
+            for slot in backend.slots:
+                if slot.status == "active" and slot.upstream:
+                    commands += self._commands(backend, Change(slot, slot.upstream, serve=True))
+                else:
+                    commands.append(f"set server {backend.name}/{slot.name} state maint")
+        self._send(commands)
+        current: dict[str, str] = {}
+        for line in self._ask_one(f"show map {self.map}").splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                current[parts[1]] = parts[2]
+        wanted = {host_name(b.app, self.domain): b.name for b in self._pool.backends if b.app}
+        for host in set(current) - set(wanted):
+            self._send([f"del map {self.map} {host}"], tolerate=True)
+        for host, name in wanted.items():
+            if current.get(host) != name:
+                self._map_entry(host, name)
+
+    def _commands(self, backend: Backend, change: Change) -> list[str]:
+        server = f"{backend.name}/{change.slot.name}"
+        if not change.serve:
+            return [f"set server {server} state maint"]
+        assert change.upstream is not None
+        ip, port = ip_of(change.upstream)
+        if change.new:
+            return [
+                f"add server {server} {server_address(f'{ip}:{port}')} {SERVER_OPTIONS}",
+                f"enable health {server}",
+                f"set server {server} state ready",
+            ]
+        return [f"set server {server} addr {ip} port {port}", f"set server {server} state ready"]
+
+    def _set_host(self, app: str, backend: Backend) -> None:
+        self._map_entry(host_name(app, self.domain), backend.name)
+
+    def _map_entry(self, host: str, backend: str) -> None:
+        (answer,) = self._send([f"set map {self.map} {host} {backend}"], tolerate=True)
+        if "not found" in answer:
+            self._send([f"add map {self.map} {host} {backend}"])
+
+    # files
+
+    def _saved(self) -> dict[str, Any]:
+        try:
+            saved = json.loads((self.directory / "state.json").read_text())
+            return saved if isinstance(saved, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _saved_pool(self, saved: dict[str, Any]) -> Pool:
+        try:
+            pool = Pool.from_json(saved["pool"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pool = Pool()
+        if len(pool.backends) < self._pool_size:
+            pool.grow(self._pool_size - len(pool.backends))
+        return pool
+
+    def _render(self) -> str:
+        return render_config(
+            self._pool,
+            listen=self.listen,
+            directory=self.directory,
+            hard_stop_after=self._hard_stop_after,
+        )
+
+    def _check(self) -> None:
+        """Refuse to start from a configuration HAProxy would not load."""
+        done = subprocess.run(
+            [shutil.which(self.binary) or self.binary, "-c", "-q", "-f", str(self.config)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RouterError(f"haproxy refuses its configuration: {done.stderr.strip()[-500:]}")
+
+    def _write(self) -> None:
+        """What a restarted HAProxy (and the next server) starts from; before any command."""
+        write_private(self.config, self._render())
+        write_private(self.map, render_map(self._pool, self.domain))
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {"listen": self.listen, "domain": self.domain, "pool": self._pool.to_json()}
+        write_private(self.directory / "state.json", json.dumps(state))
+
+    # the runtime API
+
+    def _busy(self) -> dict[tuple[str, str], int]:
+        """Requests in flight (being served or queued) per backend and server."""
+        text = self._ask_one("show stat -1 4 -1")
+        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+        busy = {}
+        for row in rows:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                busy[(row["pxname"], row["svname"])] = int(row["scur"] or 0) + int(row["qcur"] or 0)
+        return busy
+
+    def _send(self, commands: list[str], *, tolerate: bool = False) -> list[str]:
+        """Run commands on the runtime API; through a restart of HAProxy, again.
+
+        Every command is idempotent (a restarted HAProxy may already have read
+        the change from the files), so a batch cut short is sent again whole.
+        """
+        if not commands:
+            return []
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answers = self._ask(commands)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RouterError(
+                        f"haproxy is not running: see {self.directory / 'haproxy.log'}"
+                    ) from None
+                time.sleep(0.02)
+                if self._supervisor is not None:
+                    self._supervisor.wait_up(max(0.0, deadline - time.monotonic()))
+        if not tolerate:
+            for command, answer in zip(commands, answers, strict=True):
+                if not accepted(command, answer):
+                    raise RouterError(f"haproxy refused `{command}`: {answer.strip()[:300]}")
+        return answers
+
+    def _ask(self, commands: list[str], timeout: float = 5) -> list[str]:
+        """One connection, in interactive mode: each answer ends at the prompt."""
+        answers = []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(timeout)
+            connection.connect(str(self.socket))
+            reader = _Prompted(connection)
+            connection.sendall(b"prompt\n")
+            reader.answer()
+            for command in commands:
+                connection.sendall(command.encode() + b"\n")
+                answers.append(reader.answer())
+        return answers
+
+    def _ask_one(self, command: str, *, path: Path | None = None, timeout: float = 5) -> str:
+        """One command, on a connection that ends with its answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(timeout)
+            connection.connect(str(path or self.socket))
+            connection.sendall(command.encode() + b"\n")
+            connection.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+
+
+class _Prompted:
+    """Reads one answer at a time from an interactive runtime API connection."""
+
+    PROMPT = b"\n> "
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        self._buffer = b""
+
+    def answer(self) -> str:
+        while (end := self._buffer.find(self.PROMPT)) < 0:
+            chunk = self._connection.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("haproxy closed the runtime API connection")
+            self._buffer += chunk
+        answer, self._buffer = self._buffer[:end], self._buffer[end + len(self.PROMPT) :]
+        return answer.decode(errors="replace")
+
+
+def accepted(command: str, answer: str) -> bool:
+    """Whether HAProxy did what ``command`` asked (it answers errors as text)."""
+    text = answer.strip()
+    if command.startswith("add server"):
+        return "New server registered" in text or "Already exists" in text
+    if command.startswith("set server") and " addr " in command:
+        return "changed" in text or text.startswith("no need to change")
+    return text == ""
