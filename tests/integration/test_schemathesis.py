@@ -47,6 +47,9 @@ STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys"
 #   registry source is fetched when added, tested or refreshed). Generated
 #   hosts are anywhere, and tests send traffic only to loopback and to their
 #   own networks; test_deploys and test_registry_sources cover those routes.
+# - ``/apps/{handle}/domains``: a name another app holds is a 409, and one
+#   under the platform's own domain, longer than 253 characters or ending in
+#   an all-digit label (an IP address) is the domain's 422.
 OFFLINE = r"/apps/[^/]+/deploy|/registries(/refresh|/[^/]+/test)?"
 # As TOML writes it: ``\\{`` is a regex's ``\{``.
 DISABLED = "^POST /(apps/\\\\{handle\\\\}/deploy|registries(/refresh|/\\\\{host\\\\}/test)?)$"
@@ -62,6 +65,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/registries"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+[[operations]]
+include-path-regex = "^/apps/\\\\{{handle\\\\}}/domains"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 
 

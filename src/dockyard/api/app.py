@@ -11,7 +11,15 @@ from fastapi import Depends, FastAPI
 from dockyard import __version__
 from dockyard.api import deps, errors
 from dockyard.api.limits import BodyLimit
-from dockyard.api.routes import apps, configuration, git, operations, registries, users
+from dockyard.api.routes import (
+    apps,
+    configuration,
+    domains,
+    git,
+    operations,
+    registries,
+    users,
+)
 from dockyard.api.schemas import Health
 from dockyard.services.context import Platform
 
@@ -38,7 +46,7 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations, registries):
+    for module in (users, apps, configuration, operations, registries, domains):
         api.include_router(module.router)
     # The git routes are written with the limits of what they read; their answers:
     api.include_router(git.router, responses=errors.responses(401, 404, 409, 413, 422))

@@ -331,3 +331,26 @@ class RegistryFetchOut(BaseModel):
 class RegistryRemovedOut(BaseModel):
     source: RegistrySourceOut
     used_by: list[str]
+
+
+DomainName = Annotated[
+    str,
+    _schema(
+        pattern=r"^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\.?$",
+        minLength=3,
+        maxLength=254,
+    ),
+]
+
+
+class DomainsIn(_In):
+    """Names to add; all are added or none."""
+
+    hosts: list[DomainName] = Field(min_length=1, max_length=100)
+
+
+class DomainsOut(BaseModel):
+    app: str
+    default: str  # <app>.<domain>, which the app always answers on
+    hosts: list[str]
+    added: list[str]  # of the hosts asked for, the ones the app did not hold yet

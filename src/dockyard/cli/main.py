@@ -542,6 +542,63 @@ def registries_remove(session: Session, host: str, app: str | None, output: str)
         )
 
 
+# --- domains ---
+
+
+def _print_domains(session: Session, found: dict[str, Any]) -> None:
+    echo(session.env, f"{found['default']} (default)")
+    for host in found["hosts"]:
+        echo(session.env, host)
+
+
+@cli.command("domains")
+@app_option
+@output_option
+@pass_session
+def domains_list(session: Session, app: str, output: str) -> None:
+    """List the host names the app answers on: <app>.<domain>, then its custom domains."""
+    found = session.client.request("GET", f"/apps/{app}/domains")
+    if output == "json":
+        print_json(session.env, found)
+        return
+    _print_domains(session, found)
+
+
+@cli.command("domains:add")
+@app_option
+@click.argument("hosts", nargs=-1, required=True, metavar="HOST...")
+@output_option
+@pass_session
+def domains_add(session: Session, app: str, hosts: tuple[str, ...], output: str) -> None:
+    """Make the app answer on HOST (www.example.com, or a wildcard *.example.com).
+
+    All are added or none. A name belongs to one app: one another app holds
+    is refused (exit 5). Point the name's DNS at the router.
+    """
+    found = session.client.request("POST", f"/apps/{app}/domains", json={"hosts": list(hosts)})
+    if output == "json":
+        print_json(session.env, found)
+        return
+    if found["added"]:
+        echo(session.env, f"Added {', '.join(found['added'])} to {app}")
+    else:
+        echo(session.env, f"{app} already answers on {', '.join(hosts)}")
+
+
+@cli.command("domains:remove")
+@app_option
+@click.argument("host")
+@output_option
+@pass_session
+def domains_remove(session: Session, app: str, host: str, output: str) -> None:
+    """Stop answering on HOST (the default <app>.<domain> name stays)."""
+    found = session.client.request("DELETE", f"/apps/{app}/domains/{host}")
+    if output == "json":
+        print_json(session.env, found)
+        return
+    echo(session.env, f"Removed {host} from {app}")
+
+
 # --- operations ---
 
 

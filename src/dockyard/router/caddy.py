@@ -75,6 +75,7 @@ class CaddyRouter:
         self.socket = self.directory / "admin.sock"
         self.binary = binary
         self._routes: dict[str, list[str]] = {}
+        self._names: dict[str, list[str]] = {}  # custom domains, by app
         # Upstreams an app just stopped routing to, kept in the configuration
         # (behind a host no request carries) so that Caddy keeps counting the
         # requests still in flight to them until they are drained.
@@ -106,7 +107,7 @@ class CaddyRouter:
         daemon = caddy_daemon(self.directory.parent, path)
         with self._lock:
             previous = self._saved_listen()
-            self._routes = self._saved_routes()
+            self._routes, self._names = self._saved_routes()
             initial = self._config()
             self._write(initial)
         self._supervisor = Supervisor(
@@ -237,6 +238,23 @@ class CaddyRouter:
         with self._lock:
             return dict(self._routes)
 
+    def set_names(self, app: str, names: list[str]) -> None:
+        with self._lock:
+            if sorted(names) == self._names.get(app, []):
+                return
+            if names:
+                self._names[app] = sorted(names)
+            else:
+                self._names.pop(app, None)
+            if app in self._routes:
+                self._load()
+            else:
+                self._write(self._config())
+
+    def names(self) -> dict[str, list[str]]:
+        with self._lock:
+            return dict(self._names)
+
     def _saved_listen(self) -> str | None:
         try:
             config = json.loads((self.directory / "caddy.json").read_text())
@@ -244,17 +262,20 @@ class CaddyRouter:
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
 
-    def _saved_routes(self) -> dict[str, list[str]]:
+    def _saved_routes(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         try:
             saved = json.loads((self.directory / "routes.json").read_text())
-            return {str(app): [str(u) for u in ups] for app, ups in saved["routes"].items()}
+            routes = {str(app): [str(u) for u in ups] for app, ups in saved["routes"].items()}
+            names = {str(app): [str(n) for n in ns] for app, ns in saved.get("names", {}).items()}
+            return routes, names
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}
+            return {}, {}
 
     def _write(self, config: dict[str, Any]) -> None:
         """What a restarted Caddy (and the next server) starts from."""
         write_private(self.directory / "caddy.json", json.dumps(config))
-        write_private(self.directory / "routes.json", json.dumps({"routes": self._routes}))
+        saved = {"routes": self._routes, "names": self._names}
+        write_private(self.directory / "routes.json", json.dumps(saved))
 
     def _load(self) -> None:
         """Write the configuration, then load it; called with ``_lock`` held."""
@@ -283,35 +304,41 @@ class CaddyRouter:
             raise RouterError(f"caddy refused the configuration: {response.text[:300]}")
         self._accepted = config
 
+    @staticmethod
+    def _proxy(hosts: list[str], upstreams: list[str]) -> dict[str, Any]:
+        return {
+            "match": [{"host": hosts}],
+            "handle": [
+                {
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": upstream} for upstream in upstreams],
+                    "load_balancing": {
+                        "selection_policy": {"policy": "round_robin"},
+                        # A container that just stopped is skipped, not reported;
+                        # an idempotent request it dropped is sent to another.
+                        "try_duration": "5s",
+                        "try_interval": "5ms",
+                        "retry_match": [{"method": ["GET", "HEAD", "OPTIONS"]}],
+                    },
+                    # One refused connection takes an upstream out for a
+                    # moment, so a moved task (Swarm drain) stops getting
+                    # requests before the next route reload.
+                    "health_checks": {"passive": {"fail_duration": "2s", "max_fails": 1}},
+                }
+            ],
+            "terminal": True,
+        }
+
     def _config(self) -> dict[str, Any]:
         routes: list[dict[str, Any]] = []
-        for app, upstreams in sorted(self._routes.items()):
-            if not upstreams:
-                continue
-            routes.append(
-                {
-                    "match": [{"host": [f"{app}.{self.domain}"]}],
-                    "handle": [
-                        {
-                            "handler": "reverse_proxy",
-                            "upstreams": [{"dial": upstream} for upstream in upstreams],
-                            "load_balancing": {
-                                "selection_policy": {"policy": "round_robin"},
-                                # A container that just stopped is skipped, not reported;
-                                # an idempotent request it dropped is sent to another.
-                                "try_duration": "5s",
-                                "try_interval": "5ms",
-                                "retry_match": [{"method": ["GET", "HEAD", "OPTIONS"]}],
-                            },
-                            # One refused connection takes an upstream out for a
-                            # moment, so a moved task (Swarm drain) stops getting
-                            # requests before the next route reload.
-                            "health_checks": {"passive": {"fail_duration": "2s", "max_fails": 1}},
-                        }
-                    ],
-                    "terminal": True,
-                }
-            )
+        # A name an app holds exactly wins over another app's wildcard: every
+        # exact name is matched before any wildcard.
+        for wildcards in (False, True):
+            for app, upstreams in sorted(self._routes.items()):
+                hosts = [f"{app}.{self.domain}", *self._names.get(app, [])]
+                hosts = [h for h in hosts if h.startswith("*.") == wildcards]
+                if upstreams and hosts:
+                    routes.append(self._proxy(hosts, upstreams))
         for app, retired in sorted(self._draining.items()):
             routes.append(
                 {

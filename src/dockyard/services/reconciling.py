@@ -29,7 +29,16 @@ def reconcile(platform: Platform) -> list[str]:
         by_app[container.app].append(container)
 
     actions: list[str] = []
-    for handle in sorted(set(by_app) | set(live) | set(platform.router().routes())):
+    router = platform.router()
+    domains = store.domains()
+    for handle in sorted(router.names()):
+        if handle not in domains:  # removed by another process, or deprovisioned
+            router.set_names(handle, [])
+    for handle, names in sorted(domains.items()):
+        if router.names().get(handle, []) != names:
+            router.set_names(handle, names)
+            actions.append(f"{handle} answers on {', '.join(names)}")
+    for handle in sorted(set(by_app) | set(live) | set(router.routes())):
         lock = platform.app_lock(handle)
         if not lock.acquire(blocking=False):
             continue  # an operation of this process is changing the app

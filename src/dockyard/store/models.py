@@ -218,3 +218,15 @@ class RegistrySource(Base):
     last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Domain(Base):
+    """A host name an app answers on besides ``<app>.<domain>``; one app holds each."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(253), unique=True)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from dockyard.domain import records
 from dockyard.domain.configuration import is_secret
 from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.domains import DomainTaken, TooManyDomains
 from dockyard.domain.errors import HandleTaken, UserExists
 from dockyard.domain.limits import TooManyQueued
 from dockyard.domain.operations import OperationStatus, OperationType
@@ -885,3 +886,49 @@ class Store:
             rows = list(s.execute(query))
         prefix = host + "/"
         return sorted(handle for handle, image in rows if image.startswith(prefix))
+
+    # --- custom domains ---
+
+    def domains(self, app_id: int | None = None) -> dict[str, list[str]]:
+        """Handle -> the app's custom domains, sorted (one app's, given ``app_id``)."""
+        query = select(models.App.handle, models.Domain.host).join(
+            models.App, models.App.id == models.Domain.app_id
+        )
+        if app_id is not None:
+            query = query.where(models.Domain.app_id == app_id)
+        found: dict[str, list[str]] = {}
+        with self._read() as s:
+            for handle, host in s.execute(query.order_by(models.Domain.host)):
+                found.setdefault(handle, []).append(host)
+        return found
+
+    def add_domains(self, app: records.App, hosts: list[str], by: str, limit: int) -> list[str]:
+        """Give the app these names, all or none; returns the ones it did not hold yet."""
+        try:
+            with self._write() as s:
+                rows = s.execute(
+                    select(models.Domain.host, models.App.handle)
+                    .join(models.App, models.App.id == models.Domain.app_id)
+                    .where(models.Domain.host.in_(hosts))
+                )
+                held = {str(host): str(handle) for host, handle in rows}
+                for host in hosts:
+                    if held.get(host, app.handle) != app.handle:
+                        raise DomainTaken(host, held[host])
+                new = [h for h in hosts if h not in held]
+                count = s.scalar(select(func.count()).where(models.Domain.app_id == app.id)) or 0
+                if count + len(new) > limit:
+                    raise TooManyDomains(limit)
+                s.add_all(models.Domain(app_id=app.id, host=h, created_by=by) for h in new)
+                return new
+        except IntegrityError:  # another app took one meanwhile
+            raise DomainTaken(", ".join(hosts), None) from None
+
+    def remove_domain(self, app_id: int, host: str) -> bool:
+        with self._write() as s:
+            removed = s.execute(
+                delete(models.Domain).where(
+                    models.Domain.app_id == app_id, models.Domain.host == host
+                )
+            ).rowcount  # type: ignore[attr-defined]
+        return bool(removed)
