@@ -65,4 +65,3 @@ def parse_domain(text: str, platform_domain: str) -> str:
             text, f"names under the platform's own domain {own} are given to apps by their handle"
         )
     return host
-
