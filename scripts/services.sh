@@ -366,6 +366,15 @@ check_caddy() {
   stop_system_service caddy-api
 }
 
+# ------------------------------------------------------------------ HAProxy
+check_haproxy() {
+  command -v haproxy >/dev/null || die "haproxy is missing (Debian package haproxy): run make install"
+  haproxy -v >/dev/null || die "haproxy -v fails"
+  # Debian's package ships haproxy.service (its own /etc/haproxy config, and
+  # whatever it binds); Dockyard runs its own haproxy, one per data directory.
+  stop_system_service haproxy
+}
+
 # --------------------------------------------------------------------- main
 mkdir -p "$RUN" "$STATE"
 chmod 755 "$STATE"
@@ -376,6 +385,7 @@ case "${1:-start}" in
   start)
     start_postgres
     check_caddy
+    check_haproxy
     start_docker
     start_registry
     push_base_image "$(registry_password)"

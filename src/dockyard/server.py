@@ -22,7 +22,9 @@ from dockyard.datadir import DataDirectoryInUse, DataDirectoryLock, make_private
 from dockyard.domain.containers import RegistryCredentials, Runtime
 from dockyard.domain.limits import Limits
 from dockyard.git.repositories import Repositories
-from dockyard.router.caddy import CaddyRouter, RouterError, stop_router
+from dockyard.router import caddy, haproxy
+from dockyard.router.caddy import CaddyRouter
+from dockyard.router.haproxy import HAProxyRouter
 from dockyard.router.probe import http_status
 from dockyard.runtime.docker import docker_runtime
 from dockyard.runtime.swarm import swarm_runtime
@@ -57,6 +59,9 @@ class ServerSettings:
     limits: Limits = Limits()  # noqa: RUF009 (frozen: one shared value is safe)
     # Stop the router a stopped server left serving, instead of serving.
     stop_router: bool = False
+    # Which router serves the apps: "caddy" (reloaded on every change) or
+    # "haproxy" (changed at runtime); caddy until the suite passes on haproxy.
+    router: str = "caddy"
 
 
 def image_registry_credentials(settings: ServerSettings) -> RegistryCredentials | None:
@@ -92,7 +97,7 @@ def build_platform(settings: ServerSettings) -> Platform:
     store.migrate()
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     installation = store.installation_id()
-    router = CaddyRouter(
+    router = (HAProxyRouter if settings.router == "haproxy" else CaddyRouter)(
         listen=settings.router_listen,
         domain=settings.domain,
         data_dir=settings.data_dir,
@@ -155,22 +160,28 @@ def _fail(message: str) -> NoReturn:
 
 
 def stop_data_dir_router(data_dir: Path) -> None:
-    """``dockyard server --stop-router``: stop the router a stopped server left."""
-    pid = stop_router(data_dir)
-    if pid is None:
+    """``dockyard server --stop-router``: stop the router a stopped server left.
+
+    Whichever it is: the server that left it may have run with another --router.
+    """
+    stopped = False
+    for name, stop in (("caddy", caddy.stop_router), ("haproxy", haproxy.stop_router)):
+        pid = stop(data_dir)
+        if pid is not None:
+            stopped = True
+            print(f"stopped the router of {data_dir} ({name}, pid {pid})")
+    if not stopped:
         print(f"no router is running for {data_dir}")
-    else:
-        print(f"stopped the router of {data_dir} (pid {pid})")
 
 
 def _serve(settings: ServerSettings) -> None:
     platform = build_platform(settings)
     router = platform.router_
-    assert isinstance(router, CaddyRouter)
+    assert isinstance(router, CaddyRouter | HAProxyRouter)
     try:
         # Adopts the router a previous server left serving, or starts one.
         router.start()
-    except RouterError as exc:
+    except (caddy.RouterError, haproxy.RouterError) as exc:
         platform.store.close()
         _fail(str(exc))
     worker = Worker(platform, concurrency=settings.workers)

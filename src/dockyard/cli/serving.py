@@ -51,7 +51,14 @@ def server_command(start: StartServer) -> click.Command:
         "--router-listen",
         default="127.0.0.1:8080",
         show_default=True,
-        help="HOST:PORT where the router (Caddy) serves the apps.",
+        help="HOST:PORT where the router serves the apps.",
+    )
+    @click.option(
+        "--router",
+        type=click.Choice(["caddy", "haproxy"]),
+        default="caddy",
+        show_default=True,
+        help="The router: haproxy is changed at runtime, caddy reloads on every change.",
     )
     @click.option(
         "--stop-router",
@@ -106,6 +113,7 @@ def server_command(start: StartServer) -> click.Command:
         public_url: str | None,
         workers: int,
         router_listen: str,
+        router: str,
         stop_router: bool,
         domain: str,
         docker_host: str | None,
@@ -122,6 +130,7 @@ def server_command(start: StartServer) -> click.Command:
             public_url=public_url,
             workers=workers,
             router_listen=router_listen,
+            router=router,
             stop_router=stop_router,
             domain=domain,
             docker_host=docker_host,

@@ -25,10 +25,11 @@ Every change is written first to ``haproxy.cfg``, ``hosts.map`` and
 ``state.json`` there, so that an HAProxy restarted by the watchdog (or
 adopted by the next server) serves every route from its first request.
 
-A backend is named for its slot in the pool, not for an app, and the map may
-hold several names for it: custom domains (and, through a second,
-suffix-matched map, wildcards) and TLS listeners will be more map entries
-and binds, not more reloads.
+A backend is named for its slot in the pool, not for an app, and the maps
+hold every name of it: ``<app>.<domain>`` and the app's custom domains in
+``hosts.map`` (exact names), ``*.shop.example`` in ``wildcards.map`` (looked up
+with the host's first label cut off, and only when no exact name matched).
+A TLS listener will be one more bind, not a reload per app.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def host_and_port(address: str) -> tuple[str, int]:
 def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: str = "1h") -> str:
     """``haproxy.cfg``: every backend and slot as the model has them now."""
     host, port = host_and_port(listen)
-    maps = directory / "hosts.map"
+    exact, wildcards = directory / "hosts.map", directory / "wildcards.map"
     lines = [
         "# Written by Dockyard on every route change; changed at runtime, not reloaded.",
         "global",
@@ -259,7 +260,12 @@ def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: 
         "frontend dockyard",
         f"    bind {host or '0.0.0.0'}:{port}",
         "    http-request set-header X-Forwarded-Proto http",
-        f"    use_backend %[req.hdr(host),lower,word(1,:),map({maps},{NO_APP})]",
+        "    http-request set-var(txn.host) req.hdr(host),lower,word(1,:)",
+        f"    use_backend %[var(txn.host),map({exact})]"
+        f" if {{ var(txn.host),map({exact}) -m found }}",
+        # One label, as a certificate's wildcard: *.shop.example is not shop.example.
+        f"    use_backend %[var(txn.host),field(2,.,0),map({wildcards})]"
+        f" if {{ var(txn.host),field(2,.,0),map({wildcards}) -m found }}",
         f"    default_backend {NO_APP}",
         "",
         f"backend {NO_APP}",
@@ -270,8 +276,9 @@ def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: 
             "",
             f"backend {backend.name}",
             "    balance roundrobin",
-            "    http-request return status 503 content-type text/plain"
-            f" string {quoted(UNAVAILABLE)} if {{ nbsrv eq 0 }}",
+            # Every 503 of an app says why. (Not an `nbsrv eq 0` test: a worker
+            # replaced by a reload counts no server up while it finishes.)
+            f"    http-error status 503 content-type text/plain string {quoted(UNAVAILABLE)}",
         ]
         for slot in backend.slots:
             address = slot.upstream or PARKED
@@ -291,11 +298,25 @@ def quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def render_map(pool: Pool, domain: str) -> str:
-    """``hosts.map``: each app's host name → its backend."""
-    return "".join(
-        f"{host_name(b.app, domain)} {b.name}\n" for b in pool.backends if b.app is not None
-    )
+def render_maps(pool: Pool, domain: str, names: dict[str, list[str]]) -> tuple[str, str]:
+    """``hosts.map`` and ``wildcards.map``: each name of a routed app → its backend."""
+    exact: list[str] = []
+    wildcards: list[str] = []
+    for backend in pool.backends:
+        if backend.app is not None:
+            for name in hosts_of(backend.app, domain, names):
+                wildcard, key = map_key(name)
+                (wildcards if wildcard else exact).append(f"{key} {backend.name}\n")
+    return "".join(exact), "".join(wildcards)
+
+
+def hosts_of(app: str, domain: str, names: dict[str, list[str]]) -> list[str]:
+    return [host_name(app, domain), *(n.lower() for n in names.get(app, []))]
+
+
+def map_key(name: str) -> tuple[bool, str]:
+    """Whether ``name`` is a wildcard, and its key in its map."""
+    return (True, name[2:]) if name.startswith("*.") else (False, name)
 
 
 def host_name(app: str, domain: str) -> str:
@@ -329,11 +350,12 @@ class HAProxyRouter:
         self.socket = self.directory / "haproxy.sock"
         self.master = self.directory / "master.sock"
         self.config = self.directory / "haproxy.cfg"
-        self.map = self.directory / "hosts.map"
+        self.maps = {False: self.directory / "hosts.map", True: self.directory / "wildcards.map"}
         self.binary = binary
         self._pool_size = pool
         self._hard_stop_after = hard_stop_after
         self._pool = Pool()
+        self._names: dict[str, list[str]] = {}  # custom domains, by app
         self._lock = threading.Lock()
         self._supervisor: Supervisor | None = None
         self.reloads = 0  # pool growths this router made
@@ -360,6 +382,7 @@ class HAProxyRouter:
             saved = self._saved()
             previous = saved.get("listen")
             self._pool = self._saved_pool(saved)
+            self._names = self._saved_names(saved)
             self._write()
             self._check()
         self._supervisor = Supervisor(
@@ -458,7 +481,8 @@ class HAProxyRouter:
             commands = [c for change in changes for c in self._commands(backend, change)]
             self._send(commands)
             if fresh:
-                self._set_host(app, backend)
+                for host in hosts_of(app, self.domain, self._names):
+                    self._map_entry(host, backend.name)
 
     def unroute(self, app: str) -> None:
         """The app's host answers 404; its containers are retired, to be drained."""
@@ -469,12 +493,36 @@ class HAProxyRouter:
             changes = plan(backend, [])
             backend.app = None
             self._write()
-            self._send([f"del map {self.map} {host_name(app, self.domain)}"], tolerate=True)
+            for host in hosts_of(app, self.domain, self._names):
+                self._unmap(host)
             self._send([c for change in changes for c in self._commands(backend, change)])
 
     def routes(self) -> dict[str, list[str]]:
         with self._lock:
             return self._pool.routes()
+
+    def set_names(self, app: str, names: list[str]) -> None:
+        """The app's custom domains: map entries changed at runtime, no reload."""
+        with self._lock:
+            names = sorted({n.lower() for n in names})
+            before = hosts_of(app, self.domain, self._names)
+            if names:
+                self._names[app] = names
+            else:
+                self._names.pop(app, None)
+            self._write()
+            backend = self._pool.of(app)
+            if backend is None:
+                return  # mapped when the app is routed
+            after = hosts_of(app, self.domain, self._names)
+            for host in after:
+                self._map_entry(host, backend.name)
+            for host in set(before) - set(after):
+                self._unmap(host)
+
+    def names(self) -> dict[str, list[str]]:
+        with self._lock:
+            return dict(self._names)
 
     def drain(self, upstreams: list[str], timeout: float) -> bool:
         """Wait until no request is in flight to ``upstreams``; False on timeout.
@@ -556,14 +604,25 @@ class HAProxyRouter:
     def _reload(self) -> None:
         """Have the master start a worker on the written configuration, and wait for it."""
         last = self._pool.backends[-1].name if self._pool.backends else NO_APP
+        old = self._worker()
         self._ask_one("reload", path=self.master)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if f"\n{last}\n" in "\n" + self._ask_one("show backend", timeout=1):
+                # The new worker took over the runtime API's socket.
+                if self._worker() != old and f"\n{last}\n" in "\n" + self._ask_one(
+                    "show backend", timeout=1
+                ):
                     return
             time.sleep(0.02)
         raise RouterError(f"haproxy did not reload: see {self.directory / 'haproxy.log'}")
+
+    def _worker(self) -> str:
+        """The pid of the worker behind the runtime API."""
+        for line in self._ask_one("show info", timeout=1).splitlines():
+            if line.startswith("Pid:"):
+                return line.split(":", 1)[1].strip()
+        return ""
 
     def _has_every_backend(self) -> bool:
         try:
@@ -582,17 +641,22 @@ class HAProxyRouter:
                 else:
                     commands.append(f"set server {backend.name}/{slot.name} state maint")
         self._send(commands)
-        current: dict[str, str] = {}
-        for line in self._ask_one(f"show map {self.map}").splitlines():
-            parts = line.split()
-            if len(parts) == 3:
-                current[parts[1]] = parts[2]
-        wanted = {host_name(b.app, self.domain): b.name for b in self._pool.backends if b.app}
-        for host in set(current) - set(wanted):
-            self._send([f"del map {self.map} {host}"], tolerate=True)
-        for host, name in wanted.items():
-            if current.get(host) != name:
-                self._map_entry(host, name)
+        for wildcard, path in self.maps.items():
+            current: dict[str, str] = {}
+            for line in self._ask_one(f"show map {path}").splitlines():
+                parts = line.split()
+                if len(parts) == 3:
+                    current[parts[1]] = parts[2]
+            wanted = {}
+            for backend in self._pool.backends:
+                for host in hosts_of(backend.app, self.domain, self._names) if backend.app else []:
+                    if map_key(host)[0] == wildcard:
+                        wanted[map_key(host)[1]] = backend.name
+            for key in set(current) - set(wanted):
+                self._send([f"del map {path} {key}"], tolerate=True)
+            for key, name in wanted.items():
+                if current.get(key) != name:
+                    self._map_key(path, key, name)
 
     def _commands(self, backend: Backend, change: Change) -> list[str]:
         server = f"{backend.name}/{change.slot.name}"
@@ -608,13 +672,18 @@ class HAProxyRouter:
             ]
         return [f"set server {server} addr {ip} port {port}", f"set server {server} state ready"]
 
-    def _set_host(self, app: str, backend: Backend) -> None:
-        self._map_entry(host_name(app, self.domain), backend.name)
-
     def _map_entry(self, host: str, backend: str) -> None:
-        (answer,) = self._send([f"set map {self.map} {host} {backend}"], tolerate=True)
+        wildcard, key = map_key(host)
+        self._map_key(self.maps[wildcard], key, backend)
+
+    def _map_key(self, path: Path, key: str, backend: str) -> None:
+        (answer,) = self._send([f"set map {path} {key} {backend}"], tolerate=True)
         if "not found" in answer:
-            self._send([f"add map {self.map} {host} {backend}"])
+            self._send([f"add map {path} {key} {backend}"])
+
+    def _unmap(self, host: str) -> None:
+        wildcard, key = map_key(host)
+        self._send([f"del map {self.maps[wildcard]} {key}"], tolerate=True)
 
     # files
 
@@ -623,6 +692,12 @@ class HAProxyRouter:
             saved = json.loads((self.directory / "state.json").read_text())
             return saved if isinstance(saved, dict) else {}
         except (OSError, ValueError):
+            return {}
+
+    def _saved_names(self, saved: dict[str, Any]) -> dict[str, list[str]]:
+        try:
+            return {str(a): [str(n) for n in ns] for a, ns in saved.get("names", {}).items()}
+        except (TypeError, ValueError, AttributeError):
             return {}
 
     def _saved_pool(self, saved: dict[str, Any]) -> Pool:
@@ -655,11 +730,18 @@ class HAProxyRouter:
     def _write(self) -> None:
         """What a restarted HAProxy (and the next server) starts from; before any command."""
         write_private(self.config, self._render())
-        write_private(self.map, render_map(self._pool, self.domain))
+        exact, wildcards = render_maps(self._pool, self.domain, self._names)
+        write_private(self.maps[False], exact)
+        write_private(self.maps[True], wildcards)
         self._write_state()
 
     def _write_state(self) -> None:
-        state = {"listen": self.listen, "domain": self.domain, "pool": self._pool.to_json()}
+        state = {
+            "listen": self.listen,
+            "domain": self.domain,
+            "names": self._names,
+            "pool": self._pool.to_json(),
+        }
         write_private(self.directory / "state.json", json.dumps(state))
 
     # the runtime API
