@@ -1,31 +1,68 @@
 """The router is supervised and outlives the server; the data directory is locked and private.
 
-Real servers on the test Docker engine (SQLite): Caddy is killed with
-SIGKILL and must be back within a second with every route; the server is
-killed and the apps keep answering through the router, which the restarted
-server adopts; a second server cannot take the data directory or the
-router's address; the data directory and the router's control socket are
-the server user's alone.
+Real servers on the test Docker engine (SQLite): the router (Caddy, or
+HAProxy with DOCKYARD_TEST_ROUTER=haproxy) is killed with SIGKILL and must
+be back within a second with every route; the server is killed and the apps
+keep answering through the router, which the restarted server adopts; a
+second server cannot take the data directory or the router's address; the
+data directory and the router's control sockets are the server user's alone.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.registry import Registry, remove_app_containers
-from tests.integration.servers import DOCKYARD, Server, free_port
+from tests.integration.servers import DOCKYARD, ROUTER, Server, free_port
 from tests.integration.test_deploys import credentials, deploy, request_loop, served
 
 ServerFactory = Callable[..., Server]
+
+
+@dataclass(frozen=True)
+class RouterFiles:
+    """What the router the servers run keeps in DATA_DIR/router."""
+
+    name: str
+    config: str
+    pidfile: str
+    sockets: tuple[str, ...]
+
+
+FILES = (
+    RouterFiles("haproxy", "haproxy.cfg", "haproxy.pid", ("haproxy.sock", "master.sock"))
+    if ROUTER == "haproxy"
+    else RouterFiles("caddy", "caddy.json", "caddy.pid", ("admin.sock",))
+)
+
+
+def ask(sock: Path) -> str:
+    """One request on a router's control socket, as the server makes them."""
+    if FILES.name == "caddy":
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, base_url="http://dockyard-router") as admin:
+            response = admin.get("/config/")
+            return f"{response.status_code}"
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(5)
+        connection.connect(str(sock))
+        connection.sendall(b"show info\n" if sock.name == "haproxy.sock" else b"show proc\n")
+        connection.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 @pytest.fixture
@@ -109,7 +146,7 @@ def test_apps_answer_while_the_server_is_down_and_it_adopts_the_router(
     assert set(outcomes) == {"200 hello-v1"}, outcomes
     assert outcomes.total() > 50
     assert server.router_pid() == router, "the restarted server replaced the router"
-    assert "adopted the running caddy" in server.log()
+    assert f"adopted the running {FILES.name}" in server.log()
     # The adopted router is driven and supervised as one the server started.
     result = deploy(server, app, registry.image("web:v2"))
     assert result.code == 0, result.text
@@ -146,7 +183,7 @@ def test_a_second_server_cannot_take_the_data_directory_or_the_router(
     assert server.process is not None
 
     # The same data directory, any router address: refused before anything.
-    config = (server.data_dir / "router" / "caddy.json").stat().st_mtime_ns
+    config = (server.data_dir / "router" / FILES.config).stat().st_mtime_ns
     done, elapsed = start_second(server.data_dir, free_port())
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
@@ -155,7 +192,7 @@ def test_a_second_server_cannot_take_the_data_directory_or_the_router(
     ]
     assert elapsed < 5
     assert (server.data_dir / "lock").read_text() == f"{server.process.pid}\n"
-    assert (server.data_dir / "router" / "caddy.json").stat().st_mtime_ns == config
+    assert (server.data_dir / "router" / FILES.config).stat().st_mtime_ns == config
 
     # Another data directory, the same router address: the first is untouched.
     other = tmp_path / "other-data"
@@ -165,7 +202,7 @@ def test_a_second_server_cannot_take_the_data_directory_or_the_router(
         f"dockyard server: the router cannot listen on 127.0.0.1:{server.router_port}: "
         "the address is in use (by another Dockyard server's router?)"
     )
-    assert not (other / "router" / "caddy.pid").exists()
+    assert not (other / "router" / FILES.pidfile).exists()
 
     assert httpx.get(server.url + "/healthz").status_code == 200
     assert server.router_pid() == router
@@ -213,36 +250,47 @@ def test_the_router_control_channel_is_a_socket_only_the_server_user_reaches(
 ) -> None:
     server = make_server()
     directory = server.data_dir / "router"
-    sock = directory / "admin.sock"
-    info = sock.lstat()
-    assert stat.S_ISSOCK(info.st_mode)
-    assert stat.S_IMODE(info.st_mode) == 0o600
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert info.st_uid == directory.stat().st_uid == os.getuid()
+    for sock in (directory / name for name in FILES.sockets):
+        info = sock.lstat()
+        assert stat.S_ISSOCK(info.st_mode), sock
+        assert stat.S_IMODE(info.st_mode) == 0o600, sock
+        assert info.st_uid == directory.stat().st_uid == os.getuid()
+        # The server's user reaches it...
+        answer = ask(sock)
+        assert (answer == "200") if FILES.name == "caddy" else ("2.6" in answer), answer
+        # ... no other user does, not even to connect.
+        if os.getuid() == 0:
+            refused(sock)
 
-    # The server's user reaches it...
-    transport = httpx.HTTPTransport(uds=str(sock))
-    with httpx.Client(transport=transport, base_url="http://dockyard-router") as admin:
-        assert admin.get("/config/").status_code == 200
-    # ... no other user does, not even to connect.
-    if os.getuid() == 0:
-        probe = (
-            "import socket, sys\n"
-            "s = socket.socket(socket.AF_UNIX)\n"
-            "try:\n"
-            f"    s.connect({str(sock)!r})\n"
-            "except PermissionError:\n"
-            "    sys.exit(3)\n"
-        )
-        done = subprocess.run(
-            ["/usr/bin/python3", "-c", probe], user=65534, group=65534, capture_output=True
-        )
-        assert done.returncode == 3, done.stderr
-
-    # And the router listens on TCP only where the apps are served.
+    # And the router listens on TCP only where the apps are served (HAProxy's
+    # master hands its listeners to its worker).
     router = server.router_pid()
+    assert router is not None
+    pids = {router, *children(router)}
     listening = subprocess.run(
         ["ss", "-Hltnp"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    mine = [line for line in listening if f"pid={router}," in line]
+    mine = [line for line in listening if any(f"pid={pid}," in line for pid in pids)]
     assert mine and all(f"127.0.0.1:{server.router_port} " in line for line in mine), mine
+
+
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+def refused(sock: Path) -> None:
+    """A user other than the server's cannot even connect to ``sock``."""
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        f"    s.connect({str(sock)!r})\n"
+        "except PermissionError:\n"
+        "    sys.exit(3)\n"
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", probe], user=65534, group=65534, capture_output=True
+    )
+    assert done.returncode == 3, done.stderr

@@ -422,8 +422,9 @@ class HAProxyRouter:
 
     def _prepare(self) -> None:
         # The worker of a killed master notices and exits within a few
-        # hundred ms; wait for it to let go of the address.
-        deadline = time.monotonic() + 2
+        # hundred ms: on a restart, wait for it to let go of the address.
+        restarting = self._supervisor is not None and self._supervisor.pid is not None
+        deadline = time.monotonic() + (2 if restarting else 0)
         while True:
             try:
                 self._check_free()
