@@ -51,6 +51,27 @@ IMAGES = {
 }
 
 
+WEBSOCKETD = "/usr/bin/websocketd"  # Debian's package, with the libraries it loads
+WS = """\
+FROM {base}
+COPY files/ /
+RUN mkdir -p /www && echo ws > /www/index.html && echo ok > /www/healthcheck
+CMD ["sh", "-c", "exec websocketd --port=$PORT --staticdir=/www /bin/cat"]
+"""
+
+
+def _websocketd_files() -> dict[str, Path]:
+    """websocketd and the shared libraries ``ldd`` says it needs, at their paths."""
+    found = {WEBSOCKETD: Path(WEBSOCKETD)}
+    listed = subprocess.run(["ldd", WEBSOCKETD], capture_output=True, text=True, check=True)
+    for line in listed.stdout.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if path.startswith("/"):
+            found[path] = Path(path).resolve()
+    return found
+
+
 def _need(name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -113,7 +134,11 @@ def build_and_push(registry: Registry) -> None:
     auth = {"username": registry.user, "password": registry.password}
     client.login(registry=registry.host, **auth)  # kept in memory, not in a file
     try:
-        for name, dockerfile in IMAGES.items():
+        images: dict[str, tuple[str, dict[str, Path]]] = {
+            name: (dockerfile, {}) for name, dockerfile in IMAGES.items()
+        }
+        images["ws:v1"] = (WS, _websocketd_files())
+        for name, (dockerfile, files) in images.items():
             tag = registry.image(name)
             context = io.BytesIO()
             with tarfile.open(fileobj=context, mode="w") as archive:
@@ -121,6 +146,8 @@ def build_and_push(registry: Registry) -> None:
                 info = tarfile.TarInfo("Dockerfile")
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
+                for inside, outside in files.items():
+                    archive.add(outside, arcname="files" + inside)
             context.seek(0)
             client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
             repository, _, version = tag.rpartition(":")
