@@ -297,7 +297,7 @@ def test_nothing_that_happens_to_one_app_reaches_another(
 ) -> None:
     router = make_router()
     b = upstreams("b")
-    a = [upstreams(f"a{i}") for i in range(4)]
+    a = [upstreams(f"a{i}") for i in range(7)]
     router.route("app-b", [b.address])
     router.route("app-a", [a[0].address])
     started = time.monotonic()
@@ -308,10 +308,10 @@ def test_nothing_that_happens_to_one_app_reaches_another(
             router.route("app-a", [new.address])
             assert answers(router, "app-a") == new.name
             assert router.drain([old.address], 5)
-        router.route("app-a", [x.address for x in a])  # scaled up
-        assert {answers(router, "app-a") for _ in range(8)} == {x.name for x in a}
+        router.route("app-a", [x.address for x in a[:6]])  # scaled up, past its slots
+        assert {answers(router, "app-a") for _ in range(12)} == {x.name for x in a[:6]}
         router.route("app-a", [a[0].address])  # and down
-        assert router.drain([x.address for x in a[1:]], 5)
+        assert router.drain([x.address for x in a[1:6]], 5)
         router.route("app-a", [])  # to 0
         assert get(router, "app-a")[0] == 503
         router.route("app-a", [a[1].address])
@@ -320,8 +320,8 @@ def test_nothing_that_happens_to_one_app_reaches_another(
         router.route("app-a", [a[2].address])
         assert answers(router, "app-a") == "a2"
         for index in range(10):  # new apps
-            router.route(f"new-{index}", [a[3].address])
-            assert answers(router, f"new-{index}") == "a3"
+            router.route(f"new-{index}", [a[6].address])
+            assert answers(router, f"new-{index}") == "a6"
     elapsed = time.monotonic() - started
     print(load.report(f"app B during A's switches, scales, unroute, new apps ({elapsed:.1f} s)"))
     assert load.ok > 0.8 * load.rate * elapsed
@@ -402,20 +402,32 @@ def test_a_used_up_pool_grows_in_one_seamless_reload(
     make_router: RouterFactory, upstreams: Callable[[str], Upstream]
 ) -> None:
     router = make_router(pool=4)
-    b, a = upstreams("b"), upstreams("a")
+    b, a, old, new = upstreams("b"), upstreams("a"), upstreams("old"), upstreams("new")
     router.route("app-b", [b.address])
+    router.route("app-c", [old.address])
+    outcome: list[tuple[int, str]] = []
     with Load(router, "app-b") as load:
-        for index in range(3):
+        for index in range(2):
             router.route(f"new-{index}", [a.address])
         assert router.reloads == 0
+        # A request the old worker is serving through the reload...
+        slow = threading.Thread(target=lambda: outcome.append(get(router, "app-c", "/slow")))
+        slow.start()
+        time.sleep(0.3)
         started = time.monotonic()
-        router.route("new-3", [a.address])  # the fifth backend: the pool grows
+        router.route("new-2", [a.address])  # the fifth backend: the pool grows
         grown = time.monotonic() - started
         assert router.reloads == 1
-        for index in range(4, 7):  # ... once, for the next ones too
+        for index in range(3, 6):  # ... once, for the next ones too (8 in all)
             router.route(f"new-{index}", [a.address])
-        assert all(answers(router, f"new-{i}") == "a" for i in range(7))
-        time.sleep(1)
+        assert all(answers(router, f"new-{i}") == "a" for i in range(6))
+        # ... is waited for by a drain, though the new worker never saw it.
+        router.route("app-c", [new.address])
+        assert router.drain([old.address], 10)
+        assert time.monotonic() - started > 1.5
+        slow.join(5)
+        assert outcome == [(200, "old\n")]
+        time.sleep(0.5)
     assert router.reloads == 1
     print(load.report(f"app B through a pool growth (reload took {grown * 1000:.0f} ms)"))
     assert load.failed == []

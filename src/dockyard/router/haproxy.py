@@ -606,7 +606,7 @@ class HAProxyRouter:
         """Have the master start a worker on the written configuration, and wait for it."""
         last = self._pool.backends[-1].name if self._pool.backends else NO_APP
         old = self._worker()
-        self._ask_one("reload", path=self.master)
+        self._ask_master("reload")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
@@ -748,14 +748,36 @@ class HAProxyRouter:
     # the runtime API
 
     def _busy(self) -> dict[tuple[str, str], int]:
-        """Requests in flight (being served or queued) per backend and server."""
-        text = self._ask_one("show stat -1 4 -1")
-        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-        busy = {}
-        for row in rows:
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                busy[(row["pxname"], row["svname"])] = int(row["scur"] or 0) + int(row["qcur"] or 0)
+        """Requests in flight (being served or queued) per backend and server.
+
+        Counted in every worker: one a reload replaced is still finishing its
+        requests, and they count as much as the new worker's.
+        """
+        texts = [self._ask_one("show stat -1 4 -1")]
+        for pid in self._old_workers():
+            with contextlib.suppress(OSError):
+                texts.append(self._ask_master(f"@!{pid} show stat -1 4 -1"))
+        busy: dict[tuple[str, str], int] = {}
+        for text in texts:
+            for row in csv.DictReader(io.StringIO(text.lstrip("# "))):
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    key = (row["pxname"], row["svname"])
+                    busy[key] = busy.get(key, 0) + int(row["scur"] or 0) + int(row["qcur"] or 0)
         return busy
+
+    def _old_workers(self) -> list[str]:
+        """The workers that reloads replaced and that still finish requests."""
+        try:
+            text = self._ask_master("show proc", timeout=1)
+        except OSError:
+            return []
+        pids, old = [], False
+        for line in text.splitlines():
+            if line.startswith("#"):
+                old = line.strip() == "# old workers"
+            elif old and line.split():
+                pids.append(line.split()[0])
+        return pids
 
     def _send(self, commands: list[str], *, tolerate: bool = False) -> list[str]:
         """Run commands on the runtime API; through a restart of HAProxy, again.
@@ -797,6 +819,17 @@ class HAProxyRouter:
                 connection.sendall(command.encode() + b"\n")
                 answers.append(reader.answer())
         return answers
+
+    def _ask_master(self, command: str, timeout: float = 5) -> str:
+        """A command to the master; its CLI is back a moment after a reload's worker."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._ask_one(command, path=self.master, timeout=timeout)
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _ask_one(self, command: str, *, path: Path | None = None, timeout: float = 5) -> str:
         """One command, on a connection that ends with its answer."""
