@@ -21,9 +21,11 @@ nothing another app uses:
 
 Both sockets (the runtime API and the master's CLI) are in ``DATA_DIR/router``,
 a directory only the server's user may enter; HAProxy has no admin port.
-Every change is written first to ``haproxy.cfg``, ``hosts.map`` and
-``state.json`` there, so that an HAProxy restarted by the watchdog (or
-adopted by the next server) serves every route from its first request.
+Every change is written there first, so that an HAProxy restarted by the
+watchdog (or adopted by the next server) serves every route from its first
+request: ``haproxy.cfg`` holds what the apps share, ``backends/NAME.cfg``
+one backend each (a switch rewrites one small file, whatever the number of
+apps), the maps their names, ``state.json`` the custom domains.
 
 A backend is named for its slot in the pool, not for an app, and the maps
 hold every name of it: ``<app>.<domain>`` and the app's custom domains in
@@ -46,10 +48,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dockyard.router.supervision import (
     Daemon,
@@ -60,6 +62,7 @@ from dockyard.router.supervision import (
 )
 
 log = logging.getLogger("dockyard.router")
+T = TypeVar("T")
 
 POOL = 128  # backends allocated in advance: apps created without a reload
 SLOTS = 4  # server slots a backend starts with: a deploy of 2 containers needs 4
@@ -86,7 +89,16 @@ def haproxy_daemon(data_dir: Path, binary: str = "haproxy") -> Daemon:
     config = directory / "haproxy.cfg"
     return Daemon(
         name="haproxy",
-        command=[binary, "-W", "-S", f"{directory / 'master.sock'},mode,600", "-f", str(config)],
+        command=[
+            binary,
+            "-W",
+            "-S",
+            f"{directory / 'master.sock'},mode,600",
+            "-f",
+            str(config),
+            "-f",
+            str(directory / "backends"),
+        ],
         env={"HOME": str(directory), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         pidfile=directory / "haproxy.pid",
         log=directory / "haproxy.log",
@@ -120,6 +132,24 @@ class Backend:
     def serving(self) -> list[str]:
         return sorted(s.upstream for s in self.slots if s.status == "active" and s.upstream)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "app": self.app,
+            "slots": [[s.name, s.upstream, s.status] for s in self.slots],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Backend:
+        return cls(
+            str(data["name"]),
+            None if data["app"] is None else str(data["app"]),
+            [
+                Slot(str(name), None if upstream is None else str(upstream), str(status))
+                for name, upstream, status in data["slots"]
+            ],
+        )
+
 
 @dataclass
 class Pool:
@@ -131,53 +161,18 @@ class Pool:
         pool.grow(size, slots)
         return pool
 
-    def grow(self, count: int, slots: int = SLOTS) -> None:
-        start = len(self.backends)
-        for index in range(start, start + count):
-            self.backends.append(
-                Backend(f"app{index:04d}", slots=[Slot(f"s{i}") for i in range(slots)])
-            )
-
     def of(self, app: str) -> Backend | None:
         return next((b for b in self.backends if b.app == app), None)
 
     def routes(self) -> dict[str, list[str]]:
         return {b.app: b.serving() for b in self.backends if b.app is not None}
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "backends": [
-                {
-                    "name": b.name,
-                    "app": b.app,
-                    "slots": [
-                        {"name": s.name, "upstream": s.upstream, "status": s.status}
-                        for s in b.slots
-                    ],
-                }
-                for b in self.backends
-            ]
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> Pool:
-        return cls(
-            [
-                Backend(
-                    str(b["name"]),
-                    None if b["app"] is None else str(b["app"]),
-                    [
-                        Slot(
-                            str(s["name"]),
-                            None if s["upstream"] is None else str(s["upstream"]),
-                            str(s["status"]),
-                        )
-                        for s in b["slots"]
-                    ],
-                )
-                for b in data["backends"]
-            ]
-        )
+    def grow(self, count: int, slots: int = SLOTS) -> None:
+        start = max((int(b.name[3:]) + 1 for b in self.backends), default=0)
+        for index in range(start, start + count):
+            self.backends.append(
+                Backend(f"app{index:04d}", slots=[Slot(f"s{i}") for i in range(slots)])
+            )
 
 
 @dataclass(frozen=True)
@@ -226,12 +221,12 @@ def host_and_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: str = "1h") -> str:
-    """``haproxy.cfg``: every backend and slot as the model has them now."""
+def render_main(*, listen: str, directory: Path, hard_stop_after: str = "1h") -> str:
+    """``haproxy.cfg``: what all apps share; each backend is a file of its own."""
     host, port = host_and_port(listen)
     exact, wildcards = directory / "hosts.map", directory / "wildcards.map"
     lines = [
-        "# Written by Dockyard on every route change; changed at runtime, not reloaded.",
+        "# Written by Dockyard at start; its backends are in backends/, one file each.",
         "global",
         f"    stats socket {directory / 'haproxy.sock'} mode 600 level admin expose-fd listeners",
         "    stats timeout 1m",
@@ -256,6 +251,7 @@ def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: 
         "    retries 3",
         "    retry-on conn-failure empty-response 0rtt-rejected",
         "    option redispatch 1",
+        f"    default-server {SERVER_OPTIONS}",
         "",
         "frontend dockyard",
         f"    bind {host or '0.0.0.0'}:{port}",
@@ -271,22 +267,41 @@ def render_config(pool: Pool, *, listen: str, directory: Path, hard_stop_after: 
         f"backend {NO_APP}",
         f"    http-request return status 404 content-type text/plain string {quoted(NOT_FOUND)}",
     ]
-    for backend in pool.backends:
-        lines += [
-            "",
-            f"backend {backend.name}",
-            "    balance roundrobin",
-            # Every 503 of an app says why. (Not an `nbsrv eq 0` test: a worker
-            # replaced by a reload counts no server up while it finishes.)
-            f"    http-error status 503 content-type text/plain string {quoted(UNAVAILABLE)}",
-        ]
-        for slot in backend.slots:
-            address = slot.upstream or PARKED
-            disabled = "" if slot.status == "active" else " disabled"
-            lines.append(
-                f"    server {slot.name} {server_address(address)} {SERVER_OPTIONS}{disabled}"
-            )
     return "\n".join(lines) + "\n"
+
+
+STATE = "# dockyard: "
+
+
+def render_backend(backend: Backend) -> str:
+    """``backends/NAME.cfg``: one app's backend, written whenever it changes.
+
+    Its first line is the model of the backend, so that the file HAProxy reads
+    and the state the next server starts from can never disagree; a switch
+    rewrites this one small file, whatever the number of apps.
+    """
+    lines = [
+        STATE + json.dumps(backend.to_json()),
+        f"backend {backend.name}",
+        "    balance roundrobin",
+        # Every 503 of an app says why. (Not an `nbsrv eq 0` test: a worker
+        # replaced by a reload counts no server up while it finishes.)
+        f"    http-error status 503 content-type text/plain string {quoted(UNAVAILABLE)}",
+    ]
+    for slot in backend.slots:
+        address = server_address(slot.upstream or PARKED)
+        lines.append(
+            f"    server {slot.name} {address}" + ("" if slot.status == "active" else " disabled")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_backend(text: str) -> Backend:
+    """The model a backend's file starts with."""
+    first = text.partition("\n")[0]
+    if not first.startswith(STATE):
+        raise ValueError("not a backend written by Dockyard")
+    return Backend.from_json(json.loads(first[len(STATE) :]))
 
 
 def server_address(upstream: str) -> str:
@@ -350,6 +365,7 @@ class HAProxyRouter:
         self.socket = self.directory / "haproxy.sock"
         self.master = self.directory / "master.sock"
         self.config = self.directory / "haproxy.cfg"
+        self.backends = self.directory / "backends"
         self.maps = {False: self.directory / "hosts.map", True: self.directory / "wildcards.map"}
         self.binary = binary
         self._pool_size = pool
@@ -377,14 +393,12 @@ class HAProxyRouter:
         self.directory.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.directory, 0o700)
         daemon = haproxy_daemon(self.directory.parent, path)
-        self._daemon = daemon
         with self._lock:
             saved = self._saved()
             previous = saved.get("listen")
-            self._pool = self._saved_pool(saved)
+            self._pool = self._saved_pool()
             self._names = self._saved_names(saved)
-            self._write()
-            self._check()
+            self._write_all(path)
         self._supervisor = Supervisor(
             daemon, answering=self._answering, prepare=self._prepare, started=self._private
         )
@@ -478,7 +492,9 @@ class HAProxyRouter:
                 backend.app = app
             self._reclaim(backend, len(set(upstreams)))
             changes = plan(backend, upstreams)
-            self._write()
+            self._write_backend(backend)
+            if fresh:
+                self._write_maps()
             commands = [c for change in changes for c in self._commands(backend, change)]
             self._send(commands)
             if fresh:
@@ -493,7 +509,8 @@ class HAProxyRouter:
                 return
             changes = plan(backend, [])
             backend.app = None
-            self._write()
+            self._write_backend(backend)
+            self._write_maps()
             for host in hosts_of(app, self.domain, self._names):
                 self._unmap(host)
             self._send([c for change in changes for c in self._commands(backend, change)])
@@ -511,7 +528,8 @@ class HAProxyRouter:
                 self._names[app] = names
             else:
                 self._names.pop(app, None)
-            self._write()
+            self._write_maps()
+            self._write_state()
             backend = self._pool.of(app)
             if backend is None:
                 return  # mapped when the app is routed
@@ -556,10 +574,11 @@ class HAProxyRouter:
             time.sleep(0.02)
         with self._lock:
             for backend in self._pool.backends:
-                for slot in backend.slots:
-                    if slot.status == "retired" and slot.upstream in wanted:
-                        slot.status = "free"
-            self._write_state()
+                freed = [s for s in backend.slots if s.status == "retired" and s.upstream in wanted]
+                for slot in freed:
+                    slot.status = "free"
+                if freed:
+                    self._write_backend(backend)
         return drained
 
     # the pool
@@ -598,7 +617,8 @@ class HAProxyRouter:
             added,
         )
         self._pool.grow(added)
-        self._write()
+        for backend in self._pool.backends[-added:]:
+            self._write_backend(backend)
         self._reload()
         self.reloads += 1
 
@@ -701,48 +721,61 @@ class HAProxyRouter:
         except (TypeError, ValueError, AttributeError):
             return {}
 
-    def _saved_pool(self, saved: dict[str, Any]) -> Pool:
-        try:
-            pool = Pool.from_json(saved["pool"])
-        except (KeyError, TypeError, ValueError, AttributeError):
-            pool = Pool()
+    def _saved_pool(self) -> Pool:
+        """The backends as their files describe them, and the pool's size at least."""
+        pool = Pool()
+        for path in sorted(self.backends.glob("app*.cfg")):
+            try:
+                backend = parse_backend(path.read_text())
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("%s is damaged: its backend starts empty", path)
+                backend = Pool.allocate(1).backends[0]
+            backend.name = path.stem  # the file names the backend HAProxy has
+            pool.backends.append(backend)
         if len(pool.backends) < self._pool_size:
             pool.grow(self._pool_size - len(pool.backends))
         return pool
 
-    def _render(self) -> str:
-        return render_config(
-            self._pool,
-            listen=self.listen,
-            directory=self.directory,
-            hard_stop_after=self._hard_stop_after,
+    def _main(self) -> str:
+        return render_main(
+            listen=self.listen, directory=self.directory, hard_stop_after=self._hard_stop_after
         )
 
-    def _check(self) -> None:
-        """Refuse to start from a configuration HAProxy would not load."""
-        done = subprocess.run(
-            [shutil.which(self.binary) or self.binary, "-c", "-q", "-f", str(self.config)],
-            capture_output=True,
-            text=True,
-        )
+    def _write_all(self, binary: str) -> None:
+        """Everything, at start; the shared part only once HAProxy accepts it."""
+        self.backends.mkdir(mode=0o700, exist_ok=True)
+        for backend in self._pool.backends:
+            self._write_backend(backend)
+        self._write_maps()
+        self._write_state()
+        trial = self.directory / ".haproxy-check.cfg"
+        write_private(trial, self._main())
+        try:
+            done = subprocess.run(
+                [binary, "-c", "-q", "-f", str(trial), "-f", str(self.backends)],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            trial.unlink(missing_ok=True)
         if done.returncode != 0:
-            raise RouterError(f"haproxy refuses its configuration: {done.stderr.strip()[-500:]}")
+            output = (done.stdout + done.stderr).strip()[-500:]
+            raise RouterError(f"haproxy refuses its configuration: {output}")
+        write_private(self.config, self._main())
 
-    def _write(self) -> None:
-        """What a restarted HAProxy (and the next server) starts from; before any command."""
-        write_private(self.config, self._render())
+    # What a restarted HAProxy (and the next server) starts from: each is
+    # written before the runtime API is told.
+
+    def _write_backend(self, backend: Backend) -> None:
+        write_private(self.backends / f"{backend.name}.cfg", render_backend(backend))
+
+    def _write_maps(self) -> None:
         exact, wildcards = render_maps(self._pool, self.domain, self._names)
         write_private(self.maps[False], exact)
         write_private(self.maps[True], wildcards)
-        self._write_state()
 
     def _write_state(self) -> None:
-        state = {
-            "listen": self.listen,
-            "domain": self.domain,
-            "names": self._names,
-            "pool": self._pool.to_json(),
-        }
+        state = {"listen": self.listen, "domain": self.domain, "names": self._names}
         write_private(self.directory / "state.json", json.dumps(state))
 
     # the runtime API
@@ -753,7 +786,7 @@ class HAProxyRouter:
         Counted in every worker: one a reload replaced is still finishing its
         requests, and they count as much as the new worker's.
         """
-        texts = [self._ask_one("show stat -1 4 -1")]
+        texts = [self._through_restarts(lambda: self._ask_one("show stat -1 4 -1"))]
         for pid in self._old_workers():
             with contextlib.suppress(OSError):
                 texts.append(self._ask_master(f"@!{pid} show stat -1 4 -1"))
@@ -787,11 +820,19 @@ class HAProxyRouter:
         """
         if not commands:
             return []
+        answers = self._through_restarts(lambda: self._ask(commands))
+        if not tolerate:
+            for command, answer in zip(commands, answers, strict=True):
+                if not accepted(command, answer):
+                    raise RouterError(f"haproxy refused `{command}`: {answer.strip()[:300]}")
+        return answers
+
+    def _through_restarts(self, call: Callable[[], T]) -> T:
+        """``call()``, again once the watchdog has HAProxy back if it was down."""
         deadline = time.monotonic() + 10
         while True:
             try:
-                answers = self._ask(commands)
-                break
+                return call()
             except OSError:
                 if time.monotonic() > deadline:
                     raise RouterError(
@@ -800,11 +841,6 @@ class HAProxyRouter:
                 time.sleep(0.02)
                 if self._supervisor is not None:
                     self._supervisor.wait_up(max(0.0, deadline - time.monotonic()))
-        if not tolerate:
-            for command, answer in zip(commands, answers, strict=True):
-                if not accepted(command, answer):
-                    raise RouterError(f"haproxy refused `{command}`: {answer.strip()[:300]}")
-        return answers
 
     def _ask(self, commands: list[str], timeout: float = 5) -> list[str]:
         """One connection, in interactive mode: each answer ends at the prompt."""

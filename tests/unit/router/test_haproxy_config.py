@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dockyard.router.haproxy import (
     NO_APP,
     Pool,
     accepted,
+    parse_backend,
     plan,
     quoted,
-    render_config,
+    render_backend,
+    render_main,
     render_maps,
 )
 
@@ -50,41 +54,36 @@ def test_a_retired_slot_is_brought_back_and_a_full_backend_gets_a_new_slot() -> 
     assert plan(backend, ["a:1", "c:1", "d:1"]) == []  # unchanged: nothing to do
 
 
-def test_the_model_survives_its_file() -> None:
-    pool = Pool.allocate(2)
-    pool.backends[1].app = "web"
-    plan(pool.backends[1], ["10.0.0.1:80"])
-    again = Pool.from_json(pool.to_json())
-    assert again == pool
-    assert again.routes() == {"web": ["10.0.0.1:80"]}
-
-
-def test_the_configuration_has_every_slot_and_serves_only_active_ones(tmp_path: Path) -> None:
-    pool = Pool.allocate(2, slots=2)
-    pool.backends[0].app = "web"
-    plan(pool.backends[0], ["10.0.0.1:8000"])
-    text = render_config(pool, listen="127.0.0.1:8080", directory=tmp_path)
-    assert "    bind 127.0.0.1:8080\n" in text
-    assert (
-        f"stats socket {tmp_path / 'haproxy.sock'} mode 600 level admin expose-fd listeners" in text
-    )
+def test_a_backend_file_carries_its_model_and_serves_only_active_slots() -> None:
+    backend = Pool.allocate(2, slots=2).backends[1]
+    backend.app = "web"
+    plan(backend, ["10.0.0.1:8000"])
+    text = render_backend(backend)
+    assert parse_backend(text) == backend
     servers = [
         [*line.split()[1:3], line.endswith(" disabled")]
         for line in text.splitlines()
         if line.startswith("    server ")
     ]
-    assert servers == [
-        ["s0", "10.0.0.1:8000", False],
-        ["s1", "127.0.0.1:1", True],
-        ["s0", "127.0.0.1:1", True],
-        ["s1", "127.0.0.1:1", True],
-    ]
+    assert servers == [["s0", "10.0.0.1:8000", False], ["s1", "127.0.0.1:1", True]]
+    assert "\nbackend app0001\n    balance roundrobin\n" in text
+    assert "no container running" in text  # its 503 page
+    with pytest.raises(ValueError):
+        parse_backend("backend app0001\n")
+
+
+def test_the_shared_configuration(tmp_path: Path) -> None:
+    text = render_main(listen="127.0.0.1:8080", directory=tmp_path)
+    assert "    bind 127.0.0.1:8080\n" in text
+    assert (
+        f"stats socket {tmp_path / 'haproxy.sock'} mode 600 level admin expose-fd listeners" in text
+    )
     assert f"default_backend {NO_APP}" in text
     assert "No app is served at this address.\\n" in text
     assert "retry-on conn-failure empty-response" in text and "option redispatch 1" in text
     assert "\n    option idle-close-on-response\n" in text
-    ipv6 = render_config(pool, listen="[::1]:8080", directory=tmp_path)
-    assert "    bind ::1:8080\n" in ipv6
+    assert "    default-server check " in text
+    assert "    bind ::1:8080\n" in render_main(listen="[::1]:8080", directory=tmp_path)
 
 
 def test_maps_hold_exact_names_and_wildcards_apart() -> None:
