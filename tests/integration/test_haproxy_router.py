@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.router.haproxy import HAProxyRouter, stop_router
-from tests.integration.servers import free_port
+from tests.integration.servers import DOCKYARD, free_port
 
 DOMAIN = "dockyard.localhost"
 
@@ -525,3 +525,24 @@ def test_the_sockets_are_the_server_users_alone(make_router: RouterFactory) -> N
         make_router(port=port_of(router))
     with socket.socket(socket.AF_UNIX) as probe:
         probe.connect(str(directory / "haproxy.sock"))  # the server's user reaches it
+
+
+def test_dockyard_server_stop_router_stops_it(
+    make_router: RouterFactory, upstreams: Callable[[str], Upstream]
+) -> None:
+    router = make_router()
+    web = upstreams("web")
+    router.route("web", [web.address])
+    router.stop()  # as a server that exits: HAProxy serves on
+    pid = router.pid
+    data_dir = router.directory.parent
+    done = subprocess.run(
+        [DOCKYARD, "server", "--data-dir", str(data_dir), "--stop-router"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"stopped the router of {data_dir} (haproxy, pid {pid})"
+    assert answers(router, "web") is None
+    assert not (router.directory / "haproxy.pid").exists()
