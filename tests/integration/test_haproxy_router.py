@@ -38,6 +38,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: Upstream
 
     def do_GET(self) -> None:
+        if self.path == "/ws" and self.headers.get("Upgrade"):
+            self._tunnel()
+            return
         if self.path.startswith("/slow"):
             time.sleep(2)
         body = f"{self.server.name}\n".encode()
@@ -46,6 +49,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _tunnel(self) -> None:
+        """A WebSocket's life as the router sees it: 101, then bytes both ways (echoed)."""
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        # RFC 6455's example: the answer to the key the test sends.
+        self.send_header("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while data := self.connection.recv(4096):
+            self.connection.sendall(data)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -546,3 +562,43 @@ def test_dockyard_server_stop_router_stops_it(
     assert done.stdout.strip() == f"stopped the router of {data_dir} (haproxy, pid {pid})"
     assert answers(router, "web") is None
     assert not (router.directory / "haproxy.pid").exists()
+
+
+def test_a_websocket_stays_open_through_other_apps_changes_and_a_reload(
+    make_router: RouterFactory, upstreams: Callable[[str], Upstream]
+) -> None:
+    router = make_router(pool=2)
+    b, a1, a2 = upstreams("b"), upstreams("a1"), upstreams("a2")
+    router.route("app-b", [b.address])
+    router.route("app-a", [a1.address])
+    with socket.create_connection(("127.0.0.1", port_of(router)), timeout=5) as ws:
+        ws.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: app-b.{DOMAIN}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += ws.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+        def echoed(message: bytes) -> bool:
+            ws.sendall(message)
+            received = b""
+            while len(received) < len(message):
+                chunk = ws.recv(4096)
+                if not chunk:
+                    return False
+                received += chunk
+            return received == message
+
+        for switch in range(10):
+            router.route("app-a", [(a1, a2)[switch % 2].address])
+            assert echoed(f"ping {switch}".encode())
+        router.route("new-app", [a1.address])  # the pool is used up: a reload
+        assert router.reloads == 1
+        for index in range(10):
+            assert echoed(f"after the reload {index}".encode())
+            time.sleep(0.05)
+        # The worker that a reload replaced still carries it, and would until hard-stop-after.
+        assert router._old_workers()
