@@ -178,6 +178,12 @@ def _serve(settings: ServerSettings) -> None:
     platform = build_platform(settings)
     router = platform.router_
     assert isinstance(router, CaddyRouter | HAProxyRouter)
+    # A router of the other kind, left serving by a server that ran with the
+    # other --router, holds the address: it hands over (the first
+    # reconciliation routes every app again before the API answers).
+    other = caddy.stop_router if isinstance(router, HAProxyRouter) else haproxy.stop_router
+    if (pid := other(settings.data_dir)) is not None:
+        log.info("stopped the router of the other kind (pid %d): this one takes over", pid)
     try:
         # Adopts the router a previous server left serving, or starts one.
         router.start()

@@ -147,7 +147,8 @@ class Server:
 
     def stop_router(self) -> None:
         """The router outlives its server on purpose; tests must not leak it."""
-        stop_recorded(router_daemon(self.data_dir), timeout=5)
+        for daemon in (caddy_daemon(self.data_dir), haproxy_daemon(self.data_dir)):
+            stop_recorded(daemon, timeout=5)  # whichever --router it ran with
 
     def get(self, app: str, path: str = "/", timeout: float = 30) -> httpx.Response:
         """A request to an app through the router, as a browser would send it."""

@@ -23,6 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dockyard.router.caddy import caddy_daemon
+from dockyard.router.haproxy import haproxy_daemon
+from dockyard.router.supervision import Daemon, recorded
 from tests.integration.registry import Registry, remove_app_containers
 from tests.integration.servers import DOCKYARD, ROUTER, Server, free_port
 from tests.integration.test_deploys import credentials, deploy, request_loop, served
@@ -160,6 +163,27 @@ def test_apps_answer_while_the_server_is_down_and_it_adopts_the_router(
     # A server stopped cleanly leaves the router serving too.
     server.stop(router=False)
     assert served(server, app) == "hello-v2"
+
+
+def test_a_server_started_with_the_other_router_takes_over(
+    make_server: ServerFactory, local_registry: Registry
+) -> None:
+    server = make_server(extra_args=["--router", "caddy"])
+    (app,) = deployed(server, local_registry, "web:v1")
+    assert recorded(caddy_daemon(server.data_dir)) is not None
+    for before, after in (("caddy", "haproxy"), ("haproxy", "caddy")):
+        server.stop(router=False)  # its router serves on...
+        assert served(server, app) == "hello-v1"
+        server.extra_args = ["--router", after]
+        server.start()  # ... until a server with the other one starts
+        assert served(server, app) == "hello-v1"
+        assert recorded(daemon_of(before, server.data_dir)) is None
+        assert recorded(daemon_of(after, server.data_dir)) is not None
+        assert "stopped the router of the other kind" in server.log()
+
+
+def daemon_of(router: str, data_dir: Path) -> Daemon:
+    return haproxy_daemon(data_dir) if router == "haproxy" else caddy_daemon(data_dir)
 
 
 def start_second(
