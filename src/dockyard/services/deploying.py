@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,10 @@ from dockyard.domain.containers import (
     Scheduler,
 )
 from dockyard.domain.errors import HealthCheckFailed, InvalidInput
+from dockyard.domain.health import judge
 from dockyard.domain.images import ImageReference
 from dockyard.domain.releases import (
     PROCFILE_PATHS,
-    STAY_UP_SECONDS,
     HealthCheck,
     Release,
     Service,
@@ -471,30 +472,19 @@ def _check_health(
         now = {c.id: c for app in apps for c in scheduler.containers(app)}
         for container_id, (service, container) in list(waiting.items()):
             state = now.get(container_id)
-            if state is None or not (state.running or state.starting):
-                raise _failed(
-                    run, container, values, f"exited ({state.state if state else 'gone'})"
-                )
-            container = latest[container_id] = state  # Swarm may have placed it anew
-            if state.starting:
-                if elapsed >= health.timeout:
-                    why = f"did not start within {health.timeout:.0f} s ({state.state})"
-                    raise _failed(run, container, values, why)
-                continue
-            if service.routed:
-                status = probe(container.upstream, health.path)
-                if status is not None and (status == 200 or not health.strict):
-                    run.log(f"{service.name}.{container.index + 1} answered HTTP {status}")
-                    del waiting[container_id]
-                elif elapsed >= health.timeout:
-                    why = (
-                        f"did not answer HTTP on {container.upstream} within {health.timeout:.0f} s"
-                        if status is None
-                        else f"answered {status} on {health.path}, not 200"
-                    )
-                    raise _failed(run, container, values, why)
-            elif elapsed >= STAY_UP_SECONDS:
-                run.log(f"{service.name}.{container.index + 1} stayed up")
+            if state is not None:
+                container = latest[container_id] = state  # Swarm may have placed it anew
+            verdict = judge(
+                state,
+                routed=service.routed,
+                elapsed=elapsed,
+                health=health,
+                probe=partial(probe, container.upstream, health.path),
+            )
+            if verdict.failure is not None:
+                raise _failed(run, container, values, verdict.failure)
+            if verdict.healthy:
+                run.log(f"{service.name}.{container.index + 1} {verdict.note}")
                 del waiting[container_id]
         if waiting:
             time.sleep(PROBE_INTERVAL)
