@@ -19,6 +19,8 @@ command -v dockerd >/dev/null || packages+=(docker.io)
 command -v docker-registry >/dev/null || packages+=(docker-registry)
 command -v caddy >/dev/null || packages+=(caddy)
 command -v haproxy >/dev/null || packages+=(haproxy)
+# ACME test CA and its DNS (tests/integration/test_certificates.py).
+command -v pebble >/dev/null || packages+=(pebble)
 # websocketd (Debian): the WebSocket app of the router tests.
 command -v websocketd >/dev/null || packages+=(websocketd)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
