@@ -230,3 +230,34 @@ class Domain(Base):
     host: Mapped[str] = mapped_column(String(253), unique=True)
     created_by: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Certificate(Base):
+    """The TLS certificate of one name: an app's domain, or a platform name (no app)."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    app_id: Mapped[int | None] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(16))  # acme | user | local
+    chain: Mapped[str] = mapped_column(Text, default="")  # PEM, leaf first; public
+    key: Mapped[str] = mapped_column(Text, default="")  # encrypted PEM
+    issuer: Mapped[str] = mapped_column(Text, default="")
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class AppHttps(Base):
+    """An app's HTTPS preferences: whether plain HTTP is redirected (308)."""
+
+    __tablename__ = "app_https"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    force_https: Mapped[bool] = mapped_column(Boolean, default=False)

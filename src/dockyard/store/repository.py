@@ -16,6 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from dockyard.domain import records
+from dockyard.domain.certificates import ACME as CERT_ACME
+from dockyard.domain.certificates import FAILED as CERT_FAILED
+from dockyard.domain.certificates import ISSUED as CERT_ISSUED
+from dockyard.domain.certificates import MANUAL as CERT_MANUAL
+from dockyard.domain.certificates import PENDING as CERT_PENDING
+from dockyard.domain.certificates import WILDCARD_NEEDS_USER, Certificate, Issued
 from dockyard.domain.configuration import is_secret
 from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.domains import DomainTaken, TooManyDomains
@@ -932,3 +938,149 @@ class Store:
                 )
             ).rowcount  # type: ignore[attr-defined]
         return bool(removed)
+
+    # --- TLS certificates ---
+
+    @staticmethod
+    def _certificate(row: models.Certificate) -> Certificate:
+        return Certificate(
+            name=row.name,
+            app_id=row.app_id,
+            source=row.source,
+            status=row.status,
+            issuer=row.issuer,
+            not_after=row.not_after,
+            last_error=row.last_error,
+            next_attempt_at=row.next_attempt_at,
+            failures=row.failures,
+            has_chain=bool(row.chain),
+        )
+
+    def certificates(self, app_id: int | None = None) -> list[Certificate]:
+        """Every name's certificate record (one app's, given ``app_id``); no key, no chain."""
+        query = select(models.Certificate).order_by(models.Certificate.name)
+        if app_id is not None:
+            query = query.where(models.Certificate.app_id == app_id)
+        with self._read() as s:
+            return [self._certificate(row) for row in s.scalars(query)]
+
+    def certificate_material(self, name: str) -> Issued | None:
+        """The chain and the decrypted key of ``name``, if it has one."""
+        with self._read() as s:
+            row = s.scalar(select(models.Certificate).where(models.Certificate.name == name))
+            if row is None or not row.chain:
+                return None
+            return Issued(
+                row.name,
+                row.chain,
+                self._cipher.decrypt(row.key),
+                row.not_after or now(),
+                row.issuer,
+            )
+
+    def served_certificates(self) -> list[Issued]:
+        """Every certificate there is to serve, with its key: what the router is given."""
+        with self._read() as s:
+            rows = list(s.scalars(select(models.Certificate).where(models.Certificate.chain != "")))
+            return [
+                Issued(r.name, r.chain, self._cipher.decrypt(r.key), r.not_after or now(), r.issuer)
+                for r in rows
+            ]
+
+    def want_certificates(self, app_id: int | None, names: list[str], source: str) -> list[str]:
+        """A record for each name that has none (pending, or manual for a wildcard ordered
+        from ACME); returns the names it added."""
+        added: list[str] = []
+        try:
+            with self._write(changes_apps=False) as s:
+                held = set(
+                    s.scalars(
+                        select(models.Certificate.name).where(models.Certificate.name.in_(names))
+                    )
+                )
+                for name in names:
+                    if name in held:
+                        continue
+                    manual = source == CERT_ACME and name.startswith("*.")
+                    s.add(
+                        models.Certificate(
+                            name=name,
+                            app_id=app_id,
+                            source=source,
+                            status=CERT_MANUAL if manual else CERT_PENDING,
+                            last_error=WILDCARD_NEEDS_USER if manual else "",
+                            chain="",
+                            key="",
+                            issuer="",
+                            failures=0,
+                        )
+                    )
+                    added.append(name)
+        except IntegrityError:  # another process added one meanwhile: it is wanted
+            return self.want_certificates(app_id, names, source)
+        return added
+
+    def save_certificate(self, app_id: int | None, source: str, issued: Issued) -> None:
+        """Store a certificate for ``issued.name`` (made or replaced), its key encrypted."""
+        with self._write(changes_apps=False) as s:
+            row = s.scalar(select(models.Certificate).where(models.Certificate.name == issued.name))
+            if row is None:
+                row = models.Certificate(name=issued.name)
+                s.add(row)
+            row.app_id, row.source, row.status = app_id, source, CERT_ISSUED
+            row.chain, row.key = issued.chain_pem, self._cipher.encrypt(issued.key_pem)
+            row.issuer, row.not_after = issued.issuer, issued.not_after
+            row.last_error, row.failures, row.next_attempt_at = "", 0, None
+            row.updated_at = now()
+
+    def certificate_failed(self, name: str, error: str, retry_at: datetime, failures: int) -> None:
+        with self._write(changes_apps=False) as s:
+            s.execute(
+                update(models.Certificate)
+                .where(models.Certificate.name == name)
+                .values(
+                    status=CERT_FAILED,
+                    last_error=error,
+                    failures=failures,
+                    next_attempt_at=retry_at,
+                    updated_at=now(),
+                )
+            )
+
+    def remove_certificates(self, names: list[str]) -> list[str]:
+        """Forget these names' certificates; returns those that had one to serve."""
+        with self._write(changes_apps=False) as s:
+            served = list(
+                s.scalars(
+                    select(models.Certificate.name).where(
+                        models.Certificate.name.in_(names), models.Certificate.chain != ""
+                    )
+                )
+            )
+            s.execute(delete(models.Certificate).where(models.Certificate.name.in_(names)))
+        return served
+
+    def secret_setting(self, key: str, make: Callable[[], str]) -> str:
+        """A secret of the installation (stored encrypted), made by ``make`` the first time."""
+        try:
+            with self._write(changes_apps=False) as s:
+                row = s.get(models.Setting, key)
+                if row is None:
+                    row = models.Setting(key=key, value=self._cipher.encrypt(make()))
+                    s.add(row)
+                return self._cipher.decrypt(row.value)
+        except IntegrityError:  # another process made it first: use theirs
+            return self.secret_setting(key, make)
+
+    def force_https(self) -> set[int]:
+        """The ids of the apps whose plain HTTP is redirected to HTTPS."""
+        with self._read() as s:
+            return set(s.scalars(select(models.AppHttps.app_id).where(models.AppHttps.force_https)))
+
+    def set_force_https(self, app_id: int, on: bool) -> None:
+        with self._write() as s:
+            row = s.get(models.AppHttps, app_id)
+            if row is None:
+                s.add(models.AppHttps(app_id=app_id, force_https=on))
+            else:
+                row.force_https = on
