@@ -37,7 +37,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms wait
     server: Upstream
 
+    def do_POST(self) -> None:
+        self.server.posts += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.do_GET()
+
     def do_GET(self) -> None:
+        if self.server.dropping:  # a container that dies mid-request
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if self.path == "/ws" and self.headers.get("Upgrade"):
             self._tunnel()
             return
@@ -75,6 +84,8 @@ class Upstream(http.server.ThreadingHTTPServer):
     def __init__(self, name: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.name = name
+        self.dropping = False
+        self.posts = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -271,6 +282,28 @@ def test_routes_switches_unroutes_and_answers_404_and_503(
     router.unroute("web")
     assert get(router, "web")[0] == 404
     assert router.routes() == {}
+
+
+def test_a_dropped_request_is_sent_again_only_if_idempotent(
+    make_router: RouterFactory, upstreams: Callable[[str], Upstream]
+) -> None:
+    router = make_router()
+    dying, good = upstreams("dying"), upstreams("good")
+    dying.dropping = True
+    router.route("web", [dying.address, good.address])
+    # A GET it dropped goes to the other container: every one is answered.
+    assert {get(router, "web") for _ in range(6)} == {(200, "good\n")}
+    router.route("web", [])
+    router.route("web", [dying.address, good.address])  # both up again
+    statuses = []
+    for _ in range(4):
+        connection = http.client.HTTPConnection("127.0.0.1", port_of(router), timeout=10)
+        connection.request("POST", "/", body=b"order=1", headers={"Host": f"web.{DOMAIN}"})
+        statuses.append(connection.getresponse().status)
+        connection.close()
+    # A POST is never sent twice: one the dying container took fails.
+    assert dying.posts + good.posts == 4, (dying.posts, good.posts, statuses)
+    assert dying.posts >= 1 and statuses.count(200) == good.posts
 
 
 def test_custom_names_and_wildcards_are_map_entries(

@@ -256,6 +256,9 @@ def render_main(*, listen: str, directory: Path, hard_stop_after: str = "1h") ->
         "frontend dockyard",
         f"    bind {host or '0.0.0.0'}:{port}",
         "    http-request set-header X-Forwarded-Proto http",
+        # A request a container dropped unanswered is sent again only if it
+        # is idempotent, as Caddy did; one never sent (refused) always is.
+        "    http-request disable-l7-retry unless { method GET HEAD OPTIONS }",
         "    http-request set-var(txn.host) req.hdr(host),lower,word(1,:)",
         f"    use_backend %[var(txn.host),map({exact})]"
         f" if {{ var(txn.host),map({exact}) -m found }}",

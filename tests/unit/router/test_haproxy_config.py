@@ -83,6 +83,7 @@ def test_the_shared_configuration(tmp_path: Path) -> None:
     assert "retry-on conn-failure empty-response" in text and "option redispatch 1" in text
     assert "\n    option idle-close-on-response\n" in text
     assert "    default-server check " in text
+    assert "disable-l7-retry unless { method GET HEAD OPTIONS }" in text
     assert "    bind ::1:8080\n" in render_main(listen="[::1]:8080", directory=tmp_path)
 
 
