@@ -391,15 +391,57 @@ def roll_out(
     credentials: RegistryCredentials | None = None,
     pending: PendingServices | None = None,
 ) -> None:
+    """Replace everything the app runs with the release's containers."""
+    platform = run.platform
+    credentials = credentials or release_credentials(platform, app.id, release, run.log)
+
+    def failed() -> None:
+        platform.store.fail_release(release.id)
+        run.log(f"Removed the containers of release {release.id}; the previous release stays")
+
+    switch_over(
+        run,
+        app,
+        release,
+        [(service, range(app.scale.get(service.name, 1))) for service in release.services],
+        keep=[],
+        retire=[c for c in platform.scheduler().containers(app.handle) if c.release != release.id],
+        values=values,
+        health=health,
+        credentials=credentials,
+        pending=pending,
+        on_failure=failed,
+    )
+
+
+def switch_over(
+    run: OperationRun,
+    app: records.App,
+    release: Release,
+    starts: Sequence[tuple[Service, Sequence[int]]],
+    *,
+    keep: Sequence[Container],
+    retire: Sequence[Container],
+    values: Mapping[str, str],
+    health: HealthCheck,
+    credentials: RegistryCredentials | None,
+    pending: PendingServices | None = None,
+    on_failure: Callable[[], None] | None = None,
+) -> list[tuple[Service, Container]]:
+    """The one way what runs changes: start these, check them, switch, retire those.
+
+    ``starts``: the release's services and the container indexes to start.
+    The router then sends the app's traffic to the routed containers of
+    ``keep`` and of those started; ``retire`` is drained and removed. On any
+    failure before the switch the started containers are removed (then
+    ``on_failure`` runs) and nothing else has changed.
+    """
     platform = run.platform
     scheduler = platform.scheduler()
-    credentials = credentials or release_credentials(platform, app.id, release, run.log)
-    old = [c for c in scheduler.containers(app.handle) if c.release != release.id]
     started: list[tuple[Service, Container]] = []
     try:
-        for service in release.services:
-            count = app.scale.get(service.name, 1)
-            _start(run, app.handle, release, service, range(count), values, credentials, started)
+        for service, indexes in starts:
+            _start(run, app.handle, release, service, indexes, values, credentials, started)
         run.hold()
         _check_health(run, started, health, values, pending)
         if pending is not None:
@@ -407,18 +449,31 @@ def roll_out(
         run.check_cancelled()
     except BaseException:
         scheduler.remove([c for _, c in started], grace=0)
-        platform.store.fail_release(release.id)
-        run.log(f"Removed the containers of release {release.id}; the previous release stays")
+        if on_failure is not None:
+            on_failure()
         raise
 
-    routed = [c.upstream for service, c in started if service.routed]
-    if routed:
-        platform.router().route(app.handle, routed)
-        run.log(f"Router: {platform.url(app.handle)} now goes to release {release.id}")
-    if old:
-        _drain(run, [c.upstream for c in old])
-        scheduler.remove(old)
-        run.log(f"Stopped {len(old)} container(s) of the previous release")
+    def routed(container: Container) -> bool:
+        service = release.service(container.service)
+        return service is not None and service.routed and container.release == release.id
+
+    serving = [c.upstream for c in keep if routed(c)]
+    serving += [c.upstream for service, c in started if service.routed]
+    router = platform.router()
+    if serving:
+        router.route(app.handle, serving)
+        run.log(
+            f"Router: {platform.url(app.handle)} now goes to {len(serving)} container(s) "
+            f"of release {release.id}"
+        )
+    elif app.handle in router.routes():
+        router.unroute(app.handle)
+        run.log(f"Router: nothing serves {platform.url(app.handle)} now")
+    if retire:
+        _drain(run, [c.upstream for c in retire])
+        scheduler.remove(retire)
+        run.log(f"Stopped {len(retire)} container(s)")
+    return started
 
 
 def _start(
@@ -526,38 +581,24 @@ def scale(run: OperationRun) -> str:
     if count < len(containers) and not scheduler.removes_chosen:
         return _scale_down_by_restart(run, scaled, service, count)
     values = platform.store.configuration(app.id, release.config_version).values
-    keep = containers[:count]
-    started: list[tuple[Service, Container]] = []
-    try:
-        _start(
-            run,
-            app.handle,
-            release,
-            service,
-            range(len(containers), count),
-            values,
-            # At the moment of the scale: Swarm's new tasks may pull on any node.
-            release_credentials(platform, app.id, release, run.log),
-            started,
-        )
-        _check_health(run, started, HealthCheck.from_configuration(values), values)
-    except BaseException:
-        scheduler.remove([c for _, c in started], grace=0)
-        run.log("Removed the new containers; the app runs as before")
-        raise
-    serving = keep + [c for _, c in started]
-    if service.routed:
-        if serving:
-            platform.router().route(app.handle, [c.upstream for c in serving])
-        else:
-            platform.router().unroute(app.handle)
-        run.log(f"Router: {len(serving)} container(s) behind {platform.url(app.handle)}")
-    extra = containers[count:]
-    if extra:
-        if service.routed:
-            _drain(run, [c.upstream for c in extra])
-        scheduler.remove(extra)
-        run.log(f"Stopped {len(extra)} container(s)")
+    switch_over(
+        run,
+        scaled,
+        release,
+        [(service, range(len(containers), count))],
+        # Every other container of the release stays, routed as it is.
+        keep=[
+            c
+            for c in scheduler.containers(app.handle)
+            if c.release == release.id and c not in containers[count:]
+        ],
+        retire=containers[count:],
+        values=values,
+        health=HealthCheck.from_configuration(values),
+        # At the moment of the scale: Swarm's new tasks may pull on any node.
+        credentials=release_credentials(platform, app.id, release, run.log),
+        on_failure=lambda: run.log("Removed the new containers; the app runs as before"),
+    )
     platform.store.set_scale(app.id, dict(scaled.scale))
     return f"{service.name} runs {count} container(s)"
 
