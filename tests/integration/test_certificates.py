@@ -4,6 +4,7 @@ as its DNS (every name is 127.0.0.1) and real HTTP-01 validation.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -242,3 +244,133 @@ def test_acme_order_errors_say_why(pebble_for: Pebble, challenge_server: Challen
     with pytest.raises(AcmeFailed, match="validation failed") as failed:
         ordering.order(ca, account, "b.example", nothing, nothing)
     assert "PRIVATE KEY" not in str(failed.value)
+
+
+# --- the keeper's pass on a real store and a real CA, the router's side faked ---
+
+
+class Edge:
+    """What the keeper asks of the router; HTTP-01 answers go to the test's server."""
+
+    def __init__(self, challenges: Challenges) -> None:
+        self.challenges = challenges
+        self.certs: dict[str, tuple[str, str]] = {}
+        self.forced: dict[str, bool] = {}
+
+    def serves_https(self) -> bool:
+        return True
+
+    def set_certificate(self, name: str, chain_pem: str, key_pem: str) -> None:
+        self.certs[name] = (chain_pem, key_pem)
+
+    def remove_certificate(self, name: str) -> None:
+        self.certs.pop(name)
+
+    def set_challenge(self, token: str, key_authorization: str) -> None:
+        self.challenges.answers[token] = key_authorization
+
+    def remove_challenge(self, token: str) -> None:
+        self.challenges.answers.pop(token)
+
+    def set_force_https(self, app: str, on: bool) -> None:
+        self.forced[app] = on
+
+    def set_names(self, app: str, names: list[str]) -> None:
+        pass
+
+
+@pytest.fixture
+def platform(tmp_path: Path, pebble_for: Pebble, challenge_server: Challenges) -> Iterator[object]:
+    from cryptography.fernet import Fernet
+
+    from dockyard.crypto.keys import FernetCipher
+    from dockyard.domain.certificates import HttpsSettings
+    from dockyard.services.context import Platform
+    from dockyard.services.events import Events
+    from dockyard.store.database import sqlite_url
+    from dockyard.store.repository import Store
+
+    (tmp_path / "data").mkdir()
+    store = Store(sqlite_url(tmp_path / "data"), FernetCipher(Fernet.generate_key()))
+    store.migrate()
+    made = Platform(
+        store=store,
+        events=Events(),
+        public_url="http://127.0.0.1:1",
+        router_=Edge(challenge_server),  # type: ignore[arg-type]
+        installation="test",
+        https=HttpsSettings(
+            acme_directory=pebble_for.directory,
+            acme_ca_root=str(pebble_for.tls_root),
+            order_timeout=20,
+        ),
+    )
+    yield made
+    store.close()
+
+
+def test_keeper_orders_renews_and_backs_off(platform: object, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from dockyard.services import certificates, domains
+    from dockyard.services.context import Platform
+
+    assert isinstance(platform, Platform)
+    store, edge = platform.store, platform.router_
+    assert isinstance(edge, Edge)
+    user = store.create_user("admin", is_admin=True, token_hash="x")
+    app = store.create_app("web", user)
+    domains.add(platform, user, "web", ["www.shop.example", "*.wild.example"])
+    assert platform.certificates_due.is_set()  # the keeper is woken at once
+    done = certificates.renew(platform)
+    assert done == [f"www.shop.example: issued until {_until(store, 'www.shop.example')}"]
+    assert set(edge.certs) == {"*.dockyard.localhost", "www.shop.example"}
+    listed = {c.name: c for c in certificates.list_certs(platform, user, "web")}
+    assert listed["web.dockyard.localhost"].issuer == "Dockyard local CA test"
+    assert listed["www.shop.example"].status == "issued"
+    assert listed["www.shop.example"].issuer.startswith("Pebble Intermediate CA")
+    assert listed["*.wild.example"].status == "manual"
+    assert "HTTP-01 cannot validate a wildcard" in listed["*.wild.example"].last_error
+    assert certificates.renew(platform) == []  # nothing due
+
+    # A renewal window wider than the certificate's life: renewed, the new one served.
+    first = edge.certs["www.shop.example"][0]
+    platform.https = dataclasses.replace(platform.https, renew_before=timedelta(days=3650))
+    (line,) = [d for d in certificates.renew(platform) if d.startswith("www.")]
+    assert "renewed" in line and edge.certs["www.shop.example"][0] != first
+
+    # The CA goes away: the domain stays, the error is shown, the retry waits.
+    platform.https = dataclasses.replace(
+        platform.https, acme_directory=f"https://127.0.0.1:{free_port()}/dir"
+    )
+    domains.add(platform, user, "web", ["api.shop.example"])
+    (failed,) = [d for d in certificates.renew(platform) if d.startswith("api.")]
+    assert "the CA cannot be reached" in failed
+    listed = {c.name: c for c in certificates.list_certs(platform, user, "web")}
+    api = listed["api.shop.example"]
+    assert api.status == "failed" and "cannot be reached" in api.last_error
+    assert api.next_attempt_at is not None
+    assert timedelta(seconds=50) < api.next_attempt_at - _now() <= timedelta(minutes=1)
+    assert "api.shop.example" in store.domains(app.id)["web"]
+    assert not [d for d in certificates.renew(platform) if d.startswith("api.")]  # backing off
+    later = _now() + timedelta(minutes=2)
+    assert [d for d in certificates.renew(platform, now=later) if d.startswith("api.")]
+    api = {c.name: c for c in store.certificates()}["api.shop.example"]
+    assert api.failures == 2 and api.next_attempt_at - _now() > timedelta(seconds=100)
+
+    # Removing the domain takes its certificate out of the router.
+    domains.remove(platform, user, "web", "www.shop.example")
+    assert "www.shop.example" not in edge.certs
+
+    # No private key in clear in the database.
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir())
+    assert b"PRIVATE KEY" not in raw
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _until(store: object, name: str) -> str:
+    cert = {c.name: c for c in store.certificates()}[name]  # type: ignore[attr-defined]
+    return f"{cert.not_after:%Y-%m-%d %H:%M}"

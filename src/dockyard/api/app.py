@@ -13,6 +13,7 @@ from dockyard.api import deps, errors
 from dockyard.api.limits import BodyLimit
 from dockyard.api.routes import (
     apps,
+    certs,
     configuration,
     domains,
     git,
@@ -46,7 +47,7 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations, registries, domains):
+    for module in (users, apps, configuration, operations, registries, domains, certs):
         api.include_router(module.router)
     # The git routes are written with the limits of what they read; their answers:
     api.include_router(git.router, responses=errors.responses(401, 404, 409, 413, 422))

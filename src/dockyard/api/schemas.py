@@ -22,7 +22,7 @@ from dockyard.domain.configuration import validate_key
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.names import validate_handle, validate_user_name
 from dockyard.domain.registries import HOST_PATTERN, validate_host
-from dockyard.services.deploying import MAX_CONTAINERS
+from dockyard.services.scaling import MAX_CONTAINERS
 
 # The type of a validation error whose message is a domain rule's, shown as it is.
 DOMAIN_ERROR = "dockyard"
@@ -354,3 +354,38 @@ class DomainsOut(BaseModel):
     default: str  # <app>.<domain>, which the app always answers on
     hosts: list[str]
     added: list[str]  # of the hosts asked for, the ones the app did not hold yet
+
+
+# --- HTTPS certificates ---
+
+
+class CertificateIn(_In):
+    """A certificate (PEM, the leaf first, then its chain) and its private key (PEM)."""
+
+    certificate: str = Field(min_length=1, max_length=65536)
+    private_key: str = Field(min_length=1, max_length=65536)
+    name: DomainName | None = None  # one of the app's domains; default: all it covers
+
+
+class CertificateOut(BaseModel):
+    name: str
+    source: str  # acme | user | local, "" while none is stored
+    status: str  # pending | issued | failed | manual | none
+    issuer: str
+    not_after: datetime | None
+    last_error: str
+    next_attempt_at: datetime | None
+
+
+class CertificatesAdded(BaseModel):
+    app: str
+    names: list[str]
+
+
+class HttpsIn(_In):
+    force_https: bool
+
+
+class HttpsOut(BaseModel):
+    app: str
+    force_https: bool

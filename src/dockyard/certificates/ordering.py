@@ -22,9 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from josepy.jwk import JWKRSA
 
 from dockyard.certificates.inspecting import inspect, new_key_pem
-from dockyard.domain.certificates import AcmeFailed, Issued
+from dockyard.domain.certificates import LETS_ENCRYPT, AcmeFailed, Issued
 
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 Publish = Callable[[str, str], None]  # (token, key authorization)
 Withdraw = Callable[[str], None]  # (token)
 

@@ -599,6 +599,94 @@ def domains_remove(session: Session, app: str, host: str, output: str) -> None:
     echo(session.env, f"Removed {host} from {app}")
 
 
+# --- HTTPS certificates ---
+
+
+def _read_pem(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the {what} file {path} is not PEM (not even text)") from None
+
+
+@cli.command("certs")
+@app_option
+@output_option
+@pass_session
+def certs_list(session: Session, app: str, output: str) -> None:
+    """List the app's names with their certificate: source, issuer, expiry, status, and the
+    last ACME error of a name whose order failed (it is retried with a back-off)."""
+    found = session.client.request("GET", f"/apps/{app}/certs")
+    if output == "json":
+        print_json(session.env, found)
+        return
+    rows = [
+        [
+            c["name"],
+            c["source"] or "-",
+            c["issuer"] or "-",
+            short_time(c["not_after"]) if c["not_after"] else "-",
+            c["status"],
+            c["last_error"] or "",
+        ]
+        for c in found
+    ]
+    table(session.env, ["NAME", "SOURCE", "ISSUER", "EXPIRES", "STATUS", "LAST ERROR"], rows)
+
+
+@cli.command("certs:add")
+@app_option
+@click.option("--cert", "cert", required=True, help="The certificate and its chain (PEM file).")
+@click.option("--key", "key", required=True, help="Its private key (PEM file).")
+@click.option("--name", default=None, help="Only this domain (default: all it covers).")
+@output_option
+@pass_session
+def certs_add(
+    session: Session, app: str, cert: str, key: str, name: str | None, output: str
+) -> None:
+    """Serve a certificate you bring for the app's domains it covers.
+
+    It must be PEM, match its key, cover the domain and not be expired.
+    """
+    body: dict[str, Any] = {
+        "certificate": _read_pem(cert, "certificate"),
+        "private_key": _read_pem(key, "key"),
+    }
+    if name is not None:
+        body["name"] = name
+    found = session.client.request("POST", f"/apps/{app}/certs", json=body)
+    if output == "json":
+        print_json(session.env, found)
+        return
+    echo(session.env, f"Installed the certificate for {', '.join(found['names'])} on {app}")
+
+
+@cli.command("apps:update")
+@app_option
+@click.option(
+    "--force-https",
+    "force_https",
+    type=click.Choice(["on", "off"]),
+    required=True,
+    help="Redirect plain HTTP requests to HTTPS (308).",
+)
+@output_option
+@pass_session
+def apps_update(session: Session, app: str, force_https: str, output: str) -> None:
+    """Change how the app is served."""
+    found = session.client.request(
+        "PATCH", f"/apps/{app}/https", json={"force_https": force_https == "on"}
+    )
+    if output == "json":
+        print_json(session.env, found)
+        return
+    state = "redirects HTTP to HTTPS" if found["force_https"] else "serves HTTP and HTTPS"
+    echo(session.env, f"{app} {state}")
+
+
 # --- operations ---
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from dockyard.domain.errors import DockyardError, InvalidInput, NotFound
 
@@ -37,6 +38,46 @@ WILDCARD_NEEDS_USER = (
     "HTTP-01 cannot validate a wildcard name: bring its certificate with "
     "dockyard certs:add --app APP --cert FILE --key FILE"
 )
+
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class HttpsSettings:
+    """How a server that serves HTTPS gets its certificates (``dockyard server --acme-*``)."""
+
+    acme_directory: str = LETS_ENCRYPT
+    acme_email: str | None = None
+    acme_ca_root: str | None = None  # a PEM file: trusted for the CA's own TLS
+    # The default names (<app>.<domain>) from ACME too, not from the local CA.
+    acme_default_domain: bool = False
+    renew_before: timedelta = RENEW_BEFORE
+    order_timeout: float = 90.0
+
+
+@runtime_checkable
+class TlsEdge(Protocol):
+    """What a router that terminates TLS offers: certificates, HTTP-01 answers and
+    redirects, each changed while it serves."""
+
+    def serves_https(self) -> bool: ...
+
+    def set_certificate(self, name: str, chain_pem: str, key_pem: str) -> None:
+        """Serve this certificate for ``name`` (replacing the one it had)."""
+        ...
+
+    def remove_certificate(self, name: str) -> None: ...
+
+    def set_challenge(self, token: str, key_authorization: str) -> None:
+        """Answer ``/.well-known/acme-challenge/<token>`` on every name, over HTTP."""
+        ...
+
+    def remove_challenge(self, token: str) -> None: ...
+
+    def set_force_https(self, app: str, on: bool) -> None:
+        """Redirect the app's plain HTTP requests to HTTPS (308), or stop."""
+        ...
 
 
 @dataclass(frozen=True)

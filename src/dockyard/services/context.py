@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.domain.certificates import HttpsSettings
 from dockyard.domain.containers import (
     Builder,
     Images,
@@ -62,9 +63,13 @@ class Platform:
     image_registry: str | None = None
     installation: str = ""
     image_registry_credentials: RegistryCredentials | None = None
+    # Set when the router serves HTTPS: where certificates come from.
+    https: HttpsSettings | None = None
     # (app, release) -> what its services hold for pulls to come (Swarm). In
     # memory only: a restarted server renews every service once.
     held_auth: dict[tuple[str, int], Held] = field(default_factory=dict, init=False)
+    # Set to have the certificate keeper order what is due now (a domain was added).
+    certificates_due: threading.Event = field(default_factory=threading.Event, init=False)
     _runtime: Runtime | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _app_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)

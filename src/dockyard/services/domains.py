@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from dockyard.domain import records
 from dockyard.domain.domains import MAX_DOMAINS_PER_APP, DomainNotFound, parse_domain
 from dockyard.domain.errors import InvalidInput
-from dockyard.services import apps
+from dockyard.services import apps, certificates
 from dockyard.services.context import Platform
 
 
@@ -42,6 +42,7 @@ def add(platform: Platform, user: records.User, handle: str, names: list[str]) -
     hosts = sorted({parse_domain(name, platform.domain) for name in names})
     added = platform.store.add_domains(app, hosts, user.name, MAX_DOMAINS_PER_APP)
     _route(platform, app)
+    certificates.domains_added(platform, app, added)
     return _answer(platform, app, added)
 
 
@@ -51,4 +52,5 @@ def remove(platform: Platform, user: records.User, handle: str, name: str) -> Do
     if not platform.store.remove_domain(app.id, host):
         raise DomainNotFound(host, app.handle)
     _route(platform, app)
+    certificates.domain_removed(platform, host)
     return _answer(platform, app)

@@ -1084,3 +1084,8 @@ class Store:
                 s.add(models.AppHttps(app_id=app_id, force_https=on))
             else:
                 row.force_https = on
+
+    def all_apps(self) -> list[records.App]:
+        """Every app, whoever may see it: the certificate keeper's view."""
+        with self._read() as s:
+            return [_app(row) for row in s.scalars(select(models.App).order_by(models.App.id))]
