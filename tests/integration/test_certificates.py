@@ -22,7 +22,7 @@ import pytest
 
 from dockyard.certificates import authority, inspecting, ordering
 from dockyard.domain.certificates import AcmeFailed
-from tests.integration.servers import free_port
+from tests.integration.servers import Server, free_port
 
 
 @dataclass
@@ -374,3 +374,81 @@ def _now() -> datetime:
 def _until(store: object, name: str) -> str:
     cert = {c.name: c for c in store.certificates()}[name]  # type: ignore[attr-defined]
     return f"{cert.not_after:%Y-%m-%d %H:%M}"
+
+
+# --- certs:add through the CLI and the API: each bad input its error, nothing stored ---
+
+
+def test_certs_add_checks_what_it_is_given(server: Server, app: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    suffix = os.urandom(3).hex()
+    www, shop = f"www.{suffix}.example", f"*.shop-{suffix}.example"
+    assert server.cli("domains:add", "--app", app, www, shop).code == 0
+    ca = authority.new_authority("user")
+    good = authority.issue(*ca, [www])
+    other = authority.issue(*ca, [www])
+    stranger = authority.issue(*ca, [f"else.{suffix}.example"])
+    expired = authority.issue(*ca, [www], lifetime=timedelta(minutes=-1))
+
+    def files(name: str, chain: str, key: str) -> list[str]:
+        (tmp_path / f"{name}.crt").write_text(chain)
+        (tmp_path / f"{name}.key").write_text(key)
+        os.chmod(tmp_path / f"{name}.key", 0o600)
+        return ["--cert", str(tmp_path / f"{name}.crt"), "--key", str(tmp_path / f"{name}.key")]
+
+    cases = {
+        "mismatch": (
+            files("mismatch", good.chain_pem, other.key_pem),
+            "the private key does not match the certificate's public key",
+        ),
+        "uncovered": (
+            files("uncovered", stranger.chain_pem, stranger.key_pem),
+            f"the certificate does not cover {www}: it names else.{suffix}.example",
+        ),
+        "expired": (
+            files("expired", expired.chain_pem, expired.key_pem),
+            "the certificate expired on ",
+        ),
+        "not-pem": (
+            files("not-pem", "hello\n", good.key_pem),
+            "the certificate is not PEM (expected -----BEGIN ...----- blocks)",
+        ),
+        "key-not-pem": (
+            files("key-not-pem", good.chain_pem, good.key_pem[:100]),
+            "the private key is not PEM",
+        ),
+    }
+    for label, (args, error) in cases.items():
+        given = server.cli("certs:add", "--app", app, *args, "--name", www)
+        assert given.code != 0, label
+        assert error in given.err, (label, given.text)
+        assert "PRIVATE KEY" not in given.text and good.key_pem[40:80] not in given.text
+    shown = server.cli("certs", "--app", app, "-o", "json")
+    assert shown.code == 0, shown.text
+    assert all(c["source"] != "user" for c in json.loads(shown.out)), shown.out
+
+    added = server.cli("certs:add", "--app", app, *files("good", good.chain_pem, good.key_pem))
+    assert added.code == 0, added.text
+    assert added.out.strip() == f"Installed the certificate for {www} on {app}"
+    shown = server.cli("certs", "--app", app, "-o", "json")
+    by_name = {c["name"]: c for c in json.loads(shown.out)}
+    assert by_name[www]["source"] == "user" and by_name[www]["issuer"] == "Dockyard local CA user"
+    assert by_name[www]["status"] == "issued"
+    table = server.cli("certs", "--app", app)
+    assert table.code == 0 and www in table.out and "Dockyard local CA user" in table.out
+
+    # Through the API: the same check, the answer never holds the key.
+    with server.http() as http:
+        answer = http.post(
+            f"/apps/{app}/certs",
+            json={"certificate": good.chain_pem, "private_key": other.key_pem},
+        )
+        assert answer.status_code == 422, answer.text
+        assert "does not match" in answer.text and "PRIVATE KEY" not in answer.text
+        listed = http.get(f"/apps/{app}/certs")
+        assert listed.status_code == 200 and "PRIVATE KEY" not in listed.text
+
+    assert good.key_pem.encode() not in server.database_bytes()
+    assert b"PRIVATE KEY" not in server.database_bytes()
+    assert good.key_pem[40:80] not in server.log()

@@ -204,6 +204,16 @@ def install_all(platform: Platform) -> int:
     return len(served)
 
 
+def default_certificate(platform: Platform) -> Issued:
+    """The ``*.<domain>`` certificate of the local CA, made now if there is none: what the
+    router serves for a name it has no certificate of its own for."""
+    settings = platform.https or HttpsSettings()
+    _local_default(platform, settings, _now())
+    found = platform.store.certificate_material(_default_wildcard(platform))
+    assert found is not None
+    return found
+
+
 def _local_default(platform: Platform, settings: HttpsSettings, now: datetime) -> None:
     """The ``*.<domain>`` certificate from the local CA: made, or renewed when due."""
     name = _default_wildcard(platform)
@@ -232,11 +242,13 @@ def renew(platform: Platform, now: datetime | None = None) -> list[str]:
         return []
     moment = now or _now()
     store = platform.store
+    # The local CA's *.<domain> is always there: the certificate for a name the
+    # router has none for; with --acme-default-domain each app's own name also
+    # gets one from the CA (an exact name beats the wildcard).
+    _local_default(platform, settings, moment)
     if settings.acme_default_domain:
         for app in store.all_apps():
             store.want_certificates(app.id, [f"{app.handle}.{platform.domain}"], ACME)
-    else:
-        _local_default(platform, settings, moment)
     done: list[str] = []
     for cert in store.certificates():
         if not needs_order(cert, moment, settings.renew_before):
