@@ -9,7 +9,7 @@ from tests.integration.registry import Registry
 from tests.integration.servers import DOCKYARD, Server
 from tests.integration.test_deploys import credentials, deploy, request_loop, show
 
-ON_SWARM = True  # on Swarm, scaling down restarts with the new count (see deploying.scale)
+ON_SWARM = True  # on Swarm, scaling down restarts with the new count (see scaling.scale)
 
 
 def containers_seen(server: Server, app: str, requests: int = 20) -> set[tuple[str, str]]:

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.operations import OperationType
 from dockyard.services.configuration import change_from_payload
-from dockyard.services.deploying import deploy, restart_with, scale
+from dockyard.services.deploying import deploy, restart_with
 from dockyard.services.running import OperationRun
+from dockyard.services.scaling import scale
 
 
 def configure(run: OperationRun) -> str:

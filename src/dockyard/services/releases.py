@@ -19,8 +19,9 @@ from dockyard.domain.operations import OperationType
 from dockyard.domain.releases import HealthCheck, Release
 from dockyard.services import apps
 from dockyard.services.context import Platform
-from dockyard.services.deploying import NeverDeployed, check_scale
+from dockyard.services.deploying import NeverDeployed
 from dockyard.services.operations import start
+from dockyard.services.scaling import check_scale
 
 
 def start_deploy(

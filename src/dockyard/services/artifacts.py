@@ -1,0 +1,214 @@
+"""What a deploy runs: an image pulled and pinned, or a commit built; and its services.
+
+The services come from the image's or repository's Procfile (else one,
+``cmd``); for a pulled image they are read while the first containers
+start, and a guess found wrong is corrected (``ServicesDiffer``).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.domain import records
+from dockyard.domain.building import BuildFailed, from_images
+from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.images import ImageReference
+from dockyard.domain.releases import (
+    PROCFILE_PATHS,
+    Release,
+    Service,
+    default_services,
+    parse_procfile,
+)
+from dockyard.services.credentials import GIVEN, Resolved, Resolver
+from dockyard.services.running import OperationRun
+
+
+@dataclass(frozen=True)
+class Artifact:
+    image: str  # what containers run: pinned digest or local image id
+    source: str  # what the user named: an image reference or git:<commit>
+    services: list[Service]  # or a guess, while ``pending`` reads the image's
+    pending: PendingServices | None = None
+    # What the image was pulled with, for the hosts that pull it again (Swarm nodes).
+    credentials: RegistryCredentials | None = None
+
+
+class ServicesDiffer(Exception):
+    """The image's Procfile names other services than the ones started."""
+
+    def __init__(self, services: list[Service]) -> None:
+        super().__init__("the image's services differ from the ones started")
+        self.services = services
+
+
+@dataclass
+class PendingServices:
+    """The services of an image still being pulled, to compare with a guess."""
+
+    future: Future[tuple[str, str] | None]
+    run: OperationRun
+    guess: list[Service]
+
+    def check(self, *, wait: bool) -> None:
+        """Raise ServicesDiffer once known to differ; with ``wait``, wait to know."""
+        if not wait and not self.future.done():
+            return
+        services = services_from(self.run, self.future.result())  # or the pull's error
+        if [(s.name, s.command) for s in services] != [(s.name, s.command) for s in self.guess]:
+            raise ServicesDiffer(services)
+
+
+def pull(
+    run: OperationRun,
+    app: records.App,
+    image: ImageReference,
+    given: RegistryCredentials | None,
+) -> Artifact:
+    platform = run.platform
+    images = platform.images()
+    resolver = Resolver(platform, app.id)
+    resolved = {
+        image.host: resolver.for_host(
+            image.host, given=given, image=str(image), deploying=app.handle
+        )
+    }
+    run.log(f"Resolving {image} ({resolved[image.host].phrase()})")
+    digest, resolved = resolver.retrying(
+        resolved,
+        lambda found: image.digest or images.resolve(image, found[image.host].credentials),
+        run.log,
+    )
+    pinned = image.pinned(digest)
+    store = run.platform.store
+    current = store.get_release(app.current_release_id) if app.current_release_id else None
+    guess = list(current.services) if current else default_services()
+    if platform.scheduler().pulls_on_nodes and all(s.routed for s in guess):
+        # Only the Procfile needs the image here: read it while the nodes pull
+        # and start the services the app ran last time (web or cmd only).
+        run.log(f"Pulling {pinned} for its Procfile while the nodes start it")
+        credentials = resolved[image.host].credentials
+        later = services_later(run, pinned, credentials, guess)
+        return Artifact(str(pinned), str(image), guess, later, credentials)
+    run.log(f"Pulling {pinned}")
+    _, resolved = resolver.retrying(
+        resolved, lambda found: images.pull(pinned, found[image.host].credentials), run.log
+    )
+    credentials = resolved[image.host].credentials
+    return Artifact(str(pinned), str(image), image_services(run, str(pinned)), None, credentials)
+
+
+def services_later(
+    run: OperationRun,
+    pinned: ImageReference,
+    credentials: RegistryCredentials | None,
+    guess: list[Service],
+) -> PendingServices:
+    images = run.platform.images()
+
+    def pull_and_read() -> tuple[str, str] | None:
+        images.pull(pinned, credentials)
+        return images.read_first(str(pinned), PROCFILE_PATHS)
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="procfile")
+    future = executor.submit(pull_and_read)
+    executor.shutdown(wait=False)
+    return PendingServices(future, run, guess)
+
+
+def build(
+    run: OperationRun,
+    app: records.App,
+    commit: str,
+    archive: str | None,
+    values: Mapping[str, str],
+    keep_given: bool = False,
+) -> tuple[Artifact, RegistryCredentials | None]:
+    """Build the commit; also return the credentials given with it, to keep."""
+    platform = run.platform
+    context = Path(archive) if archive else platform.builds_dir / f"{run.operation.id}.tar"
+    try:
+        if archive is None:
+            platform.builds_dir.mkdir(parents=True, exist_ok=True)
+            platform.git().archive(app.handle, commit, context)
+        files = read_members(context, ("Dockerfile", "Procfile"))
+        dockerfile = files.get("Dockerfile")
+        if dockerfile is None:
+            raise BuildFailed(
+                f"commit {commit[:7]} has no Dockerfile at the root of the repository: "
+                "add one, commit and push again"
+            )
+        resolver = Resolver(platform, app.id)
+        resolved = resolver.for_build(dockerfile, values, given=keep_given)
+        given = next((r.credentials for r in resolved.values() if r.origin == GIVEN), None)
+        hosts = ", ".join(h for h, r in resolved.items() if r.credentials) or "none"
+        run.log(f"Building commit {commit[:7]} (registry credentials for: {hosts})")
+        for found in resolved.values():
+            if found.credentials is not None or found.source is not None:
+                run.log(f"  FROM images on {found.host}: {found.phrase()}")
+
+        def build(found: Mapping[str, Resolved]) -> str:
+            return platform.builder().build(
+                context,
+                app=app.handle,
+                credentials={h: r.credentials for h, r in found.items() if r.credentials},
+                from_images=from_images(dockerfile),
+                timeout=platform.build_timeout,
+                on_line=lambda line: run.log(f"  {line}"),
+            )
+
+        image_id, _ = resolver.retrying(resolved, build, run.log)
+    finally:
+        context.unlink(missing_ok=True)
+    run.log(f"Built {image_id[:19]}")
+    procfile = files.get("Procfile")
+    if procfile is not None:
+        services = parse_procfile(procfile)
+        run.log("Services from the repository's Procfile: " + ", ".join(s.name for s in services))
+    else:
+        services = image_services(run, image_id)
+    return Artifact(image_id, f"git:{commit}", services), given
+
+
+def read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    with tarfile.open(archive) as tar:
+        for name in names:
+            try:
+                member = tar.getmember(name)
+            except KeyError:
+                continue
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                found[name] = extracted.read(1_000_000).decode("utf-8", "replace")
+    return found
+
+
+def keep_build(run: OperationRun, app: records.App, release: Release) -> None:
+    """Tag the build ``dockyard/<installation>/<app>:<release>``; drop tags beyond the last few."""
+    images = run.platform.images()
+    repository = images.image_repository(app.handle)
+    images.tag(release.image, repository, str(release.id))
+    recent = [r for r in run.platform.store.releases(app.id) if r.source.startswith("git:")]
+    keep = {str(r.id) for r in recent[: run.platform.kept_builds]} | {str(release.id)}
+    if app.current_release_id is not None:
+        keep.add(str(app.current_release_id))
+    images.prune_tags(repository, keep)
+
+
+def image_services(run: OperationRun, image: str) -> list[Service]:
+    return services_from(run, run.platform.images().read_first(image, PROCFILE_PATHS))
+
+
+def services_from(run: OperationRun, found: tuple[str, str] | None) -> list[Service]:
+    if found is None:
+        run.log("No Procfile in the image: one service, cmd, runs the image's CMD")
+        return default_services()
+    path, text = found
+    services = parse_procfile(text)
+    run.log(f"Services from {path}: {', '.join(s.name for s in services)}")
+    return services
