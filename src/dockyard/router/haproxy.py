@@ -378,6 +378,7 @@ class HAProxyRouter:
         self._lock = threading.Lock()
         self._supervisor: Supervisor | None = None
         self.reloads = 0  # pool growths this router made
+        self._reloaded = -60.0  # when it last did (time.monotonic())
 
     # the process
 
@@ -630,6 +631,7 @@ class HAProxyRouter:
         last = self._pool.backends[-1].name if self._pool.backends else NO_APP
         old = self._worker()
         self._ask_master("reload")
+        self._reloaded = time.monotonic()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
@@ -823,11 +825,26 @@ class HAProxyRouter:
         """
         if not commands:
             return []
-        answers = self._through_restarts(lambda: self._ask(commands))
-        if not tolerate:
-            for command, answer in zip(commands, answers, strict=True):
-                if not accepted(command, answer):
-                    raise RouterError(f"haproxy refused `{command}`: {answer.strip()[:300]}")
+        while True:
+            answers = self._through_restarts(lambda: self._ask(commands))
+            refused = [
+                (command, answer)
+                for command, answer in zip(commands, answers, strict=True)
+                if not accepted(command, answer)
+            ]
+            # Just after a reload the worker it replaces may still take a
+            # connection or two, and it knows no new backend.
+            if (
+                refused
+                and time.monotonic() - self._reloaded < 5
+                and any("No such" in answer for _, answer in refused)
+            ):
+                time.sleep(0.02)
+                continue
+            break
+        if refused and not tolerate:
+            command, answer = refused[0]
+            raise RouterError(f"haproxy refused `{command}`: {answer.strip()[:300]}")
         return answers
 
     def _through_restarts(self, call: Callable[[], T]) -> T:
