@@ -59,9 +59,9 @@ class ServerSettings:
     limits: Limits = Limits()  # noqa: RUF009 (frozen: one shared value is safe)
     # Stop the router a stopped server left serving, instead of serving.
     stop_router: bool = False
-    # Which router serves the apps: "caddy" (reloaded on every change) or
-    # "haproxy" (changed at runtime); caddy until the suite passes on haproxy.
-    router: str = "caddy"
+    # Which router serves the apps: "haproxy" (changed at runtime) or "caddy"
+    # (reloaded on every change; going away).
+    router: str = "haproxy"
 
 
 def image_registry_credentials(settings: ServerSettings) -> RegistryCredentials | None:

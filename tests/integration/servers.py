@@ -31,9 +31,9 @@ DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 # the server's own AWS credentials, nor any AWS endpoint: tests give moto's.
 NO_CLOUD = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null"}
 
-# The router the test servers run (--router), when the suite is run on one
-# other than the server's default.
-ROUTER = os.environ.get("DOCKYARD_TEST_ROUTER", "")
+# The router the test servers run (--router): the server's default, haproxy,
+# unless the suite is run on another.
+ROUTER = os.environ.get("DOCKYARD_TEST_ROUTER", "haproxy")
 
 
 def router_daemon(data_dir: Path) -> Daemon:

@@ -55,10 +55,11 @@ def server_command(start: StartServer) -> click.Command:
     )
     @click.option(
         "--router",
-        type=click.Choice(["caddy", "haproxy"]),
-        default="caddy",
+        type=click.Choice(["haproxy", "caddy"]),
+        default="haproxy",
         show_default=True,
-        help="The router: haproxy is changed at runtime, caddy reloads on every change.",
+        help="The router: haproxy is changed at runtime; caddy (reloaded on every "
+        "change, closing other apps' connections) is going away.",
     )
     @click.option(
         "--stop-router",

@@ -277,8 +277,10 @@ def switch_over(
             f"of release {release.id}"
         )
     elif app.handle in router.routes():
-        router.unroute(app.handle)
-        run.log(f"Router: nothing serves {platform.url(app.handle)} now")
+        # Still routed, to nothing: the router answers 503 saying so (404 is
+        # for names no app has).
+        router.route(app.handle, [])
+        run.log(f"Router: nothing serves {platform.url(app.handle)} now (it answers 503)")
     if retire:
         _drain(run, [c.upstream for c in retire])
         scheduler.remove(retire)

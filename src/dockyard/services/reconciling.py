@@ -114,9 +114,6 @@ def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> 
             ]
             upstreams += [c.upstream for c in answering or candidates]
     if sorted(upstreams) != router.routes().get(handle, []):
-        if upstreams:
-            router.route(handle, upstreams)
-        else:
-            router.unroute(handle)
+        router.route(handle, upstreams)  # none: it answers 503, the app exists
         actions.append(f"routed {handle} to {', '.join(sorted(upstreams)) or 'nothing'}")
     return actions
