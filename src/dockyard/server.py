@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,6 +20,7 @@ import uvicorn
 from dockyard.api.app import create_api
 from dockyard.crypto.keys import FernetCipher, load_or_create_master_key, write_private_file
 from dockyard.datadir import DataDirectoryInUse, DataDirectoryLock, make_private
+from dockyard.domain.certificates import LETS_ENCRYPT, RENEW_BEFORE, HttpsSettings
 from dockyard.domain.containers import RegistryCredentials, Runtime
 from dockyard.domain.limits import Limits
 from dockyard.git.repositories import Repositories
@@ -28,6 +30,7 @@ from dockyard.router.haproxy import HAProxyRouter
 from dockyard.router.probe import http_status
 from dockyard.runtime.docker import docker_runtime
 from dockyard.runtime.swarm import swarm_runtime
+from dockyard.services import certificates
 from dockyard.services.accounts import bootstrap_admin
 from dockyard.services.context import Platform
 from dockyard.services.events import Events
@@ -62,6 +65,12 @@ class ServerSettings:
     # Which router serves the apps: "haproxy" (changed at runtime) or "caddy"
     # (reloaded on every change; going away).
     router: str = "haproxy"
+    # HTTPS (HAProxy only): where, and where certificates come from.
+    router_https_listen: str | None = None
+    acme_ca: str = LETS_ENCRYPT
+    acme_email: str | None = None
+    acme_ca_root: str | None = None
+    acme_default_domain: bool = False
 
 
 def image_registry_credentials(settings: ServerSettings) -> RegistryCredentials | None:
@@ -90,6 +99,19 @@ def _loopback(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
 
 
+def https_settings(settings: ServerSettings) -> HttpsSettings | None:
+    if not settings.router_https_listen:
+        return None
+    renew_before = os.environ.get("DOCKYARD_CERT_RENEW_BEFORE_SECONDS")  # tests widen it
+    return HttpsSettings(
+        acme_directory=settings.acme_ca,
+        acme_email=settings.acme_email,
+        acme_ca_root=settings.acme_ca_root,
+        acme_default_domain=settings.acme_default_domain,
+        renew_before=timedelta(seconds=float(renew_before)) if renew_before else RENEW_BEFORE,
+    )
+
+
 def build_platform(settings: ServerSettings) -> Platform:
     """Everything the server runs, on a data directory this process has locked."""
     cipher = FernetCipher(load_or_create_master_key(settings.data_dir))
@@ -97,11 +119,21 @@ def build_platform(settings: ServerSettings) -> Platform:
     store.migrate()
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     installation = store.installation_id()
-    router = (HAProxyRouter if settings.router == "haproxy" else CaddyRouter)(
-        listen=settings.router_listen,
-        domain=settings.domain,
-        data_dir=settings.data_dir,
-    )
+    router: HAProxyRouter | CaddyRouter
+    if settings.router == "haproxy":
+        router = HAProxyRouter(
+            listen=settings.router_listen,
+            domain=settings.domain,
+            data_dir=settings.data_dir,
+            https_listen=settings.router_https_listen,
+        )
+    else:
+        if settings.router_https_listen:
+            store.close()
+            _fail("--router-https-listen needs --router haproxy")
+        router = CaddyRouter(
+            listen=settings.router_listen, domain=settings.domain, data_dir=settings.data_dir
+        )
     platform = Platform(
         store=store,
         events=Events(),
@@ -119,6 +151,7 @@ def build_platform(settings: ServerSettings) -> Platform:
         image_registry=settings.image_registry if settings.runtime == "swarm" else None,
         installation=installation,
         image_registry_credentials=image_registry_credentials(settings),
+        https=https_settings(settings),
     )
     token = bootstrap_admin(platform)
     if token is not None:
@@ -184,6 +217,10 @@ def _serve(settings: ServerSettings) -> None:
     other = caddy.stop_router if isinstance(router, HAProxyRouter) else haproxy.stop_router
     if (pid := other(settings.data_dir)) is not None:
         log.info("stopped the router of the other kind (pid %d): this one takes over", pid)
+    if isinstance(router, HAProxyRouter) and router.serves_https():
+        # The TLS bind's certificate, from the local CA: there before HAProxy starts.
+        default = certificates.default_certificate(platform)
+        router.set_default_certificate(default.chain_pem, default.key_pem)
     try:
         # Adopts the router a previous server left serving, or starts one.
         router.start()
@@ -199,6 +236,11 @@ def _serve(settings: ServerSettings) -> None:
         interval=float(os.environ.get("DOCKYARD_RECONCILE_SECONDS", default_interval)),
     )
     reconciler.start()
+    keeper = certificates.Keeper(
+        platform, interval=float(os.environ.get("DOCKYARD_CERT_SECONDS", "60"))
+    )
+    if platform.https is not None:
+        keeper.start()
     api = create_api(platform)
     config = uvicorn.Config(
         api,
@@ -211,6 +253,8 @@ def _serve(settings: ServerSettings) -> None:
     try:
         uvicorn.Server(config).run()
     finally:
+        if platform.https is not None:
+            keeper.stop()
         reconciler.stop()
         worker.stop()
         router.stop()

@@ -8,11 +8,12 @@ import dataclasses
 import http.server
 import json
 import os
+import socket
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,9 @@ import pytest
 
 from dockyard.certificates import authority, inspecting, ordering
 from dockyard.domain.certificates import AcmeFailed
+from tests.integration.registry import Registry
 from tests.integration.servers import Server, free_port
+from tests.integration.test_deploys import credentials, deploy
 
 
 @dataclass
@@ -33,6 +36,14 @@ class Pebble:
     http_port: int  # where pebble validates HTTP-01
     process: subprocess.Popen[bytes]
     dns: subprocess.Popen[bytes]
+    dns_management: str = ""
+
+    def resolve(self, host: str, address: str) -> None:
+        """Have pebble's DNS answer ``address`` for ``host`` (every other name: 127.0.0.1)."""
+        answer = httpx.post(
+            f"{self.dns_management}/add-a", json={"host": host + ".", "addresses": [address]}
+        )
+        assert answer.status_code == 200, answer.text
 
     def issuing_root(self) -> str:
         """The root pebble signs certificates with (new at each start)."""
@@ -110,6 +121,7 @@ def start_pebble(directory: Path, http_port: int) -> Pebble:
         http_port,
         process,
         dns,
+        f"http://127.0.0.1:{dns_management}",
     )
     try:
         _wait_for(found.directory, found.tls_root, "pebble")
@@ -452,3 +464,210 @@ def test_certs_add_checks_what_it_is_given(server: Server, app: str, tmp_path: P
     assert good.key_pem.encode() not in server.database_bytes()
     assert b"PRIVATE KEY" not in server.database_bytes()
     assert good.key_pem[40:80] not in server.log()
+
+
+# --- HTTPS through the HAProxy router: real HTTP-01 against pebble, curl over TLS ---
+
+
+def https_options(pebble: Pebble, https_port: int, **env: str) -> dict[str, object]:
+    return {
+        "router_port": pebble.http_port,  # where pebble validates HTTP-01
+        "extra_args": [
+            "--router", "haproxy",
+            "--router-https-listen", f"127.0.0.1:{https_port}",
+            "--acme-ca", pebble.directory,
+            "--acme-ca-root", str(pebble.tls_root),
+            "--acme-email", "ops@example.com",
+        ],
+        "env": {"DOCKYARD_CERT_SECONDS": "1", **env},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def router_pebble(tmp_path: Path) -> Iterator[Pebble]:
+    found = start_pebble(tmp_path / "pebble", free_port())
+    yield found
+    stop_pebble(found)
+
+
+def certs_of(server: Server, app: str) -> dict[str, dict]:
+    shown = server.cli("certs", "--app", app, "-o", "json")
+    assert shown.code == 0, shown.text
+    assert "PRIVATE KEY" not in shown.text
+    return {c["name"]: c for c in json.loads(shown.out)}
+
+
+def wait_for_status(server: Server, app: str, name: str, status: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        found = certs_of(server, app).get(name, {})
+        if found.get("status") == status:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name}: {found} in {server.log()[-3000:]}")
+        time.sleep(0.3)
+
+
+def curl(url: str, host: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "--resolve", f"{host}:{port}:127.0.0.1", *args, url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def served_chain(host: str, port: int) -> list[bytes]:
+    """The certificates the router sends for ``host`` (SNI), unverified, DER."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        leaf = tls.getpeercert(binary_form=True)
+        assert leaf is not None
+        return [leaf]
+
+
+def worker_pid(server: Server) -> str:
+    with socket.socket(socket.AF_UNIX) as control:
+        control.connect(str(server.data_dir / "router" / "haproxy.sock"))
+        control.sendall(b"show info\n")
+        text = b""
+        while chunk := control.recv(65536):
+            text += chunk
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in text.decode().splitlines()
+        if line.startswith("Pid:")
+    )
+
+
+@pytest.fixture
+def https_app(
+    fresh_server: Callable[..., Server], registry: Registry, router_pebble: Pebble
+) -> tuple[Server, str, int]:
+    https_port = free_port()
+    server = fresh_server(
+        **https_options(router_pebble, https_port, DOCKYARD_CERT_RENEW_BEFORE_SECONDS="")
+    )
+    app = "tls-" + os.urandom(4).hex()
+    assert server.cli("apps:create", app).code == 0
+    done = deploy(server, app, registry.image("web:v1"), *credentials(registry))
+    assert done.code == 0, done.text
+    return server, app, https_port
+
+
+def test_https_with_acme_certificates(
+    https_app: tuple[Server, str, int], router_pebble: Pebble, tmp_path: Path
+) -> None:
+    server, app, port = https_app
+    suffix = os.urandom(3).hex()
+    www = f"www.{suffix}.example"
+    refused = f"refused.{suffix}.example"
+    router_pebble.resolve(refused, "127.0.0.2")  # the CA cannot reach the router for it
+    pid = worker_pid(server)
+
+    assert server.cli("domains:add", "--app", app, www, refused).code == 0
+    issued = wait_for_status(server, app, www, "issued")
+    assert issued["source"] == "acme" and issued["issuer"].startswith("Pebble Intermediate CA")
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(router_pebble.issuing_root())
+    got = curl(f"https://{www}:{port}/", www, port, "--cacert", str(root))
+    assert got.returncode == 0 and got.stdout.strip() == "hello-v1", got.stderr
+
+    # The default name: the local CA's *.<domain> (not trusted here: -k).
+    default = f"{app}.dockyard.localhost"
+    listed = certs_of(server, app)
+    assert listed[default]["source"] == "local"
+    assert listed[default]["issuer"].startswith("Dockyard local CA")
+    insecure = curl(
+        f"https://{default}:{port}/", default, port, "-k", "-w", " %{ssl_verify_result}"
+    )
+    assert insecure.stdout.startswith("hello-v1"), insecure.stderr
+
+    # The CA refuses the refused name's order: kept, shown, retried later, HTTP still works.
+    failed = wait_for_status(server, app, refused, "failed")
+    assert "validation failed" in failed["last_error"] or "refused" in failed["last_error"]
+    assert failed["next_attempt_at"] is not None
+    plain = httpx.get(
+        f"http://127.0.0.1:{server.router_port}/", headers={"Host": refused}, timeout=10
+    )
+    assert plain.status_code == 200 and plain.text.strip() == "hello-v1"
+    assert refused in json.loads(server.cli("domains", "--app", app, "-o", "json").out)["hosts"]
+
+    # Force HTTPS: a 308 to the same path on the HTTPS port; off again, plain HTTP serves.
+    assert server.cli("apps:update", "--app", app, "--force-https", "on").code == 0
+    redirected = httpx.get(
+        f"http://127.0.0.1:{server.router_port}/a/b?c=1", headers={"Host": www}, timeout=10
+    )
+    assert redirected.status_code == 308
+    assert redirected.headers["location"] == f"https://{www}:{port}/a/b?c=1"
+    followed = curl(f"http://{www}:{server.router_port}/", www, server.router_port, "-L",
+                    "--cacert", str(root), "--resolve", f"{www}:{port}:127.0.0.1")  # fmt: skip
+    assert followed.stdout.strip() == "hello-v1", followed.stderr
+    assert server.cli("apps:update", "--app", app, "--force-https", "off").code == 0
+    plain = httpx.get(f"http://127.0.0.1:{server.router_port}/", headers={"Host": www})
+    assert plain.status_code == 200
+
+    # Removing the domain takes its certificate away: the default one is sent instead.
+    assert server.cli("domains:remove", "--app", app, www).code == 0
+    gone = curl(f"https://{www}:{port}/", www, port, "--cacert", str(root))
+    assert gone.returncode != 0
+    assert worker_pid(server) == pid  # no reload through all of it
+
+    # No private key in clear but where HAProxy reads it, mode 0600.
+    assert "PRIVATE KEY" not in server.log()
+    assert b"PRIVATE KEY" not in server.database_bytes()
+    for path in (server.data_dir / "router" / "certs").iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_renewal_is_served_without_a_reload_or_a_failed_request(
+    fresh_server: Callable[..., Server], registry: Registry, router_pebble: Pebble
+) -> None:
+    port = free_port()
+    # A renewal window wider than the certificates' lives: every pass renews.
+    server = fresh_server(
+        **https_options(router_pebble, port, DOCKYARD_CERT_RENEW_BEFORE_SECONDS=str(10**9))
+    )
+    app = "renew-" + os.urandom(4).hex()
+    assert server.cli("apps:create", app).code == 0
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    name = f"www.{os.urandom(3).hex()}.example"
+    assert server.cli("domains:add", "--app", app, name).code == 0
+    wait_for_status(server, app, name, "issued")
+    pid = worker_pid(server)
+    context = ssl.create_default_context(cadata=router_pebble.issuing_root())
+    seen: set[bytes] = set()
+    requests = failures = 0
+    wrong: list[str] = []
+    # To 127.0.0.1, with the name in the TLS handshake (and checked there) and in Host.
+    url, host, sni = f"https://127.0.0.1:{port}/", {"Host": name}, {"sni_hostname": name}
+    # (A client given a transport takes its TLS settings from the transport.)
+    with httpx.Client(
+        timeout=10, transport=httpx.HTTPTransport(verify=context, retries=0)
+    ) as keep_alive:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(seen) < 3:
+            for client in (keep_alive, None):
+                try:
+                    if client is None:  # a new connection: sees the newest certificate
+                        with httpx.Client(verify=context, timeout=10) as fresh:
+                            answer = fresh.get(url, headers=host, extensions=sni)
+                    else:
+                        answer = client.get(url, headers=host, extensions=sni)
+                    requests += 1
+                    if answer.status_code != 200 or answer.text.strip() != "hello-v1":
+                        failures += 1
+                        wrong.append(f"{answer.status_code} {answer.text[:100]}")
+                except httpx.HTTPError as exc:
+                    failures += 1
+                    wrong.append(repr(exc))
+            seen.add(served_chain(name, port)[0])
+            time.sleep(0.05)
+    assert failures == 0, (failures, requests, wrong[:3])
+    assert len(seen) >= 2, "no renewed certificate was served"
+    assert worker_pid(server) == pid  # set ssl cert, no reload

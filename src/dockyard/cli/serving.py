@@ -101,8 +101,34 @@ def server_command(start: StartServer) -> click.Command:
         envvar="DOCKYARD_IMAGE_REGISTRY_PASSWORD",
         help="Better given in DOCKYARD_IMAGE_REGISTRY_PASSWORD than on the command line.",
     )
+    @click.option(
+        "--router-https-listen",
+        help="HOST:PORT where the router serves the apps over HTTPS (HAProxy only).",
+    )
+    @click.option(
+        "--acme-ca",
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        show_default=True,
+        help="The ACME CA's directory URL, where certificates are ordered.",
+    )
+    @click.option("--acme-email", help="The contact address of the ACME account.")
+    @click.option(
+        "--acme-ca-root",
+        type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+        help="A PEM file trusted for the ACME CA's own TLS (a private CA).",
+    )
+    @click.option(
+        "--acme-default-domain",
+        is_flag=True,
+        help="Order <app>.<domain> certificates from the ACME CA too, not the local CA.",
+    )
     @limit_options
     def server(
+        router_https_listen: str | None,
+        acme_ca: str,
+        acme_email: str | None,
+        acme_ca_root: Path | None,
+        acme_default_domain: bool,
         image_registry: str | None,
         image_registry_username: str | None,
         image_registry_password: str | None,
@@ -123,6 +149,10 @@ def server_command(start: StartServer) -> click.Command:
         """Run the Dockyard server in the foreground."""
         host, port = _listen(listen)
         _listen(router_listen)
+        if router_https_listen is not None:
+            _listen(router_https_listen)
+            if router != "haproxy":
+                raise click.UsageError("--router-https-listen needs --router haproxy")
         start(
             data_dir=data_dir.resolve(),
             host=host,
@@ -141,6 +171,11 @@ def server_command(start: StartServer) -> click.Command:
             image_registry_username=image_registry_username,
             image_registry_password=image_registry_password,
             limits=limits,
+            router_https_listen=router_https_listen,
+            acme_ca=acme_ca,
+            acme_email=acme_email,
+            acme_ca_root=str(acme_ca_root.resolve()) if acme_ca_root else None,
+            acme_default_domain=acme_default_domain,
         )
 
     return server

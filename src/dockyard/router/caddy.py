@@ -255,6 +255,26 @@ class CaddyRouter:
         with self._lock:
             return dict(self._names)
 
+    # HTTPS is HAProxy's (--router-https-listen is refused with Caddy, which goes away).
+
+    def serves_https(self) -> bool:
+        return False
+
+    def set_certificate(self, name: str, chain_pem: str, key_pem: str) -> None:
+        raise RouterError("the Caddy router serves no HTTPS: use --router haproxy")
+
+    def remove_certificate(self, name: str) -> None:
+        pass  # it never had one
+
+    def set_challenge(self, token: str, key_authorization: str) -> None:
+        raise RouterError("the Caddy router answers no ACME challenge: use --router haproxy")
+
+    def remove_challenge(self, token: str) -> None:
+        pass
+
+    def set_force_https(self, app: str, on: bool) -> None:
+        pass  # nothing is served over HTTPS to redirect to
+
     def _saved_listen(self) -> str | None:
         try:
             config = json.loads((self.directory / "caddy.json").read_text())

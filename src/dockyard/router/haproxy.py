@@ -31,7 +31,9 @@ A backend is named for its slot in the pool, not for an app, and the maps
 hold every name of it: ``<app>.<domain>`` and the app's custom domains in
 ``hosts.map`` (exact names), ``*.shop.example`` in ``wildcards.map`` (looked up
 with the host's first label cut off, and only when no exact name matched).
-A TLS listener will be one more bind, not a reload per app.
+With ``https_listen`` the frontend has a TLS bind too (``haproxy_tls``):
+certificates, HTTP-01 answers and force-https redirects are changed at run
+time like the rest, never by a reload.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dockyard.router.haproxy_tls import Tls, pem_of, tls_accepted
 from dockyard.router.supervision import (
     Daemon,
     DaemonFailed,
@@ -221,7 +224,9 @@ def host_and_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def render_main(*, listen: str, directory: Path, hard_stop_after: str = "1h") -> str:
+def render_main(
+    *, listen: str, directory: Path, hard_stop_after: str = "1h", tls: Tls | None = None
+) -> str:
     """``haproxy.cfg``: what all apps share; each backend is a file of its own."""
     host, port = host_and_port(listen)
     exact, wildcards = directory / "hosts.map", directory / "wildcards.map"
@@ -255,11 +260,13 @@ def render_main(*, listen: str, directory: Path, hard_stop_after: str = "1h") ->
         "",
         "frontend dockyard",
         f"    bind {host or '0.0.0.0'}:{port}",
+        *([tls.bind(host_and_port(tls.https_listen)[0])] if tls else []),
         "    http-request set-header X-Forwarded-Proto http",
         # A request a container dropped unanswered is sent again only if it
         # is idempotent, as Caddy did; one never sent (refused) always is.
         "    http-request disable-l7-retry unless { method GET HEAD OPTIONS }",
         "    http-request set-var(txn.host) req.hdr(host),lower,word(1,:)",
+        *(tls.rules(exact, wildcards) if tls else []),
         f"    use_backend %[var(txn.host),map({exact})]"
         f" if {{ var(txn.host),map({exact}) -m found }}",
         # One label, as a certificate's wildcard: *.shop.example is not shop.example.
@@ -361,6 +368,7 @@ class HAProxyRouter:
         binary: str = "haproxy",
         pool: int = POOL,
         hard_stop_after: str = "1h",
+        https_listen: str | None = None,
     ) -> None:
         self.listen = listen
         self.domain = domain
@@ -378,6 +386,9 @@ class HAProxyRouter:
         self._lock = threading.Lock()
         self._supervisor: Supervisor | None = None
         self.reloads = 0  # pool growths this router made
+        self.tls = Tls(self.directory, https_listen) if https_listen else None
+        self._default_pem: str | None = None  # the TLS bind's certificate, before start
+        self._forced: set[str] = set()  # apps whose plain HTTP is redirected
         self._reloaded = -60.0  # when it last did (time.monotonic())
 
     # the process
@@ -402,6 +413,12 @@ class HAProxyRouter:
             previous = saved.get("listen")
             self._pool = self._saved_pool()
             self._names = self._saved_names(saved)
+            self._forced = {str(a) for a in saved.get("forced", []) if isinstance(a, str)}
+            if self.tls is not None:
+                if self._default_pem is None and not self.tls.default.exists():
+                    raise RouterError("the HTTPS listener has no default certificate")
+                self.tls.prepare(self._default_pem)
+                self._write_forced()
             self._write_all(path)
         self._supervisor = Supervisor(
             daemon, answering=self._answering, prepare=self._prepare, started=self._private
@@ -420,14 +437,16 @@ class HAProxyRouter:
                     self._check_free()
             except DaemonFailed as exc:
                 raise RouterError(self._explain(exc, daemon)) from None
-            if previous != self.listen or not self._has_every_backend():
+            moved = previous != self.listen or saved.get("https_listen") != self.https_listen
+            if moved or not self._has_every_backend():
                 self._reload()
             self._sync()
 
     def _explain(self, exc: DaemonFailed, daemon: Daemon) -> str:
         if "address already in use" in exc.output or "cannot bind socket" in exc.output:
+            where = " or ".join(a for a in (self.listen, self.https_listen) if a)
             return (
-                f"the router cannot listen on {self.listen}: the address is in use "
+                f"the router cannot listen on {where}: the address is in use "
                 "(by another Dockyard server's router?)"
             )
         return f"{exc}; see {daemon.log}"
@@ -455,9 +474,18 @@ class HAProxyRouter:
         for sock in (self.socket, self.master):
             sock.unlink(missing_ok=True)
 
+    @property
+    def https_listen(self) -> str | None:
+        return self.tls.https_listen if self.tls else None
+
     def _check_free(self) -> None:
-        """Fail if something listens on our address already."""
-        host, port = host_and_port(self.listen)
+        """Fail if something listens on our addresses already."""
+        self._check_address(self.listen)
+        if self.https_listen:
+            self._check_address(self.https_listen)
+
+    def _check_address(self, listen: str) -> None:
+        host, port = host_and_port(listen)
         try:
             family, kind, proto, _, address = socket.getaddrinfo(
                 host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -467,8 +495,8 @@ class HAProxyRouter:
                 probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise DaemonFailed("haproxy", f"{self.listen}: address already in use") from None
-            raise DaemonFailed("haproxy", f"cannot listen on {self.listen}: {exc}") from None
+                raise DaemonFailed("haproxy", f"{listen}: address already in use") from None
+            raise DaemonFailed("haproxy", f"cannot listen on {listen}: {exc}") from None
 
     def _private(self) -> None:
         for sock in (self.socket, self.master):
@@ -504,6 +532,9 @@ class HAProxyRouter:
             if fresh:
                 for host in hosts_of(app, self.domain, self._names):
                     self._map_entry(host, backend.name)
+                if self.tls is not None and app in self._forced:
+                    self._write_forced()
+                    self._map_key(self.tls.forced, backend.name, "1")
 
     def unroute(self, app: str) -> None:
         """The app's host answers 404; its containers are retired, to be drained."""
@@ -517,6 +548,9 @@ class HAProxyRouter:
             self._write_maps()
             for host in hosts_of(app, self.domain, self._names):
                 self._unmap(host)
+            if self.tls is not None and app in self._forced:
+                self._write_forced()
+                self._send([f"del map {self.tls.forced} {backend.name}"], tolerate=True)
             self._send([c for change in changes for c in self._commands(backend, change)])
 
     def routes(self) -> dict[str, list[str]]:
@@ -546,6 +580,95 @@ class HAProxyRouter:
     def names(self) -> dict[str, list[str]]:
         with self._lock:
             return dict(self._names)
+
+    # HTTPS: each change written to its file first, then sent; never a reload
+
+    def serves_https(self) -> bool:
+        return self.tls is not None
+
+    def set_default_certificate(self, chain_pem: str, key_pem: str) -> None:
+        """The TLS bind's certificate for names with none of their own; before ``start``,
+        and again when it is renewed."""
+        self._default_pem = pem_of(chain_pem, key_pem)
+
+    def set_certificate(self, name: str, chain_pem: str, key_pem: str) -> None:
+        tls = self._tls()
+        pem = pem_of(chain_pem, key_pem)
+        with self._lock:
+            if name == f"*.{self.domain}":  # the bind's default: no crt-list entry
+                self._default_pem = pem
+                write_private(tls.default, pem)
+                self._send_tls(
+                    [f"set ssl cert {tls.default} <<\n{pem}", f"commit ssl cert {tls.default}"]
+                )
+                return
+            new = tls.write_certificate(name, pem)
+            path = tls.file_of(name)
+            commands = [
+                f"new ssl cert {path}",
+                f"set ssl cert {path} <<\n{pem}",
+                f"commit ssl cert {path}",
+            ]
+            if new or not self._listed(path):
+                commands.append(f"add ssl crt-list {tls.crt_list} {path}")
+            self._send_tls(commands)
+
+    def remove_certificate(self, name: str) -> None:
+        tls = self._tls()
+        with self._lock:
+            path = tls.forget_certificate(name)
+            self._send_tls([f"del ssl crt-list {tls.crt_list} {path}", f"del ssl cert {path}"])
+
+    def set_challenge(self, token: str, key_authorization: str) -> None:
+        """Answer the ACME CA's HTTP-01 request for ``token``; kept in memory only."""
+        tls = self._tls()
+        with self._lock:
+            self._map_key(tls.challenges, token, key_authorization)
+
+    def remove_challenge(self, token: str) -> None:
+        tls = self._tls()
+        with self._lock:
+            self._send([f"del map {tls.challenges} {token}"], tolerate=True)
+
+    def set_force_https(self, app: str, on: bool) -> None:
+        tls = self._tls()
+        with self._lock:
+            (self._forced.add if on else self._forced.discard)(app)
+            self._write_state()
+            self._write_forced()
+            backend = self._pool.of(app)
+            if backend is None:
+                return  # mapped when the app is routed
+            if on:
+                self._map_key(tls.forced, backend.name, "1")
+            else:
+                self._send([f"del map {tls.forced} {backend.name}"], tolerate=True)
+
+    def _tls(self) -> Tls:
+        if self.tls is None:
+            raise RouterError("this router serves no HTTPS (no --router-https-listen)")
+        return self.tls
+
+    def _listed(self, path: Path) -> bool:
+        """Whether the running HAProxy's crt-list holds ``path``."""
+        assert self.tls is not None
+        crt_list = self.tls.crt_list
+        text = self._through_restarts(lambda: self._ask_one(f"show ssl crt-list {crt_list}"))
+        return any(line.split()[:1] == [str(path)] for line in text.splitlines())
+
+    def _write_forced(self) -> None:
+        if self.tls is not None:
+            self.tls.write_forced(
+                [b.name for b in self._pool.backends if b.app is not None and b.app in self._forced]
+            )
+
+    def _send_tls(self, commands: list[str]) -> None:
+        """Like ``_send``, but an error names the command's first line only: the rest is a key."""
+        answers = self._through_restarts(lambda: self._ask(commands))
+        for command, answer in zip(commands, answers, strict=True):
+            if not tls_accepted(command, answer):
+                first = command.split(" <<", 1)[0]
+                raise RouterError(f"haproxy refused `{first}`: {answer.strip()[:200]}")
 
     def drain(self, upstreams: list[str], timeout: float) -> bool:
         """Wait until no request is in flight to ``upstreams``; False on timeout.
@@ -659,6 +782,14 @@ class HAProxyRouter:
 
     def _sync(self) -> None:
         """Make an adopted HAProxy match the model: every slot and every host."""
+        if self.tls is not None:
+            # What the files say, as a restarted HAProxy would have it.
+            self._write_forced()
+            for path in (self.tls.forced, self.tls.challenges):
+                self._send([f"clear map {path}"], tolerate=True)
+            for backend in self._pool.backends:
+                if backend.app is not None and backend.app in self._forced:
+                    self._map_key(self.tls.forced, backend.name, "1")
         commands = []
         for backend in self._pool.backends:
             for slot in backend.slots:
@@ -743,7 +874,10 @@ class HAProxyRouter:
 
     def _main(self) -> str:
         return render_main(
-            listen=self.listen, directory=self.directory, hard_stop_after=self._hard_stop_after
+            listen=self.listen,
+            directory=self.directory,
+            hard_stop_after=self._hard_stop_after,
+            tls=self.tls,
         )
 
     def _write_all(self, binary: str) -> None:
@@ -780,7 +914,13 @@ class HAProxyRouter:
         write_private(self.maps[True], wildcards)
 
     def _write_state(self) -> None:
-        state = {"listen": self.listen, "domain": self.domain, "names": self._names}
+        state = {
+            "listen": self.listen,
+            "https_listen": self.https_listen,
+            "domain": self.domain,
+            "names": self._names,
+            "forced": sorted(self._forced),
+        }
         write_private(self.directory / "state.json", json.dumps(state))
 
     # the runtime API

@@ -214,13 +214,13 @@ def default_certificate(platform: Platform) -> Issued:
     return found
 
 
-def _local_default(platform: Platform, settings: HttpsSettings, now: datetime) -> None:
-    """The ``*.<domain>`` certificate from the local CA: made, or renewed when due."""
+def _local_default(platform: Platform, settings: HttpsSettings, now: datetime) -> Issued | None:
+    """The ``*.<domain>`` certificate from the local CA, made or renewed if due: the new one."""
     name = _default_wildcard(platform)
     current = next((c for c in platform.store.certificates() if c.name == name), None)
     until = current.not_after if current is not None else None
     if until is not None and not due_for_renewal(until, now, settings.renew_before):
-        return
+        return None
     ca_cert, ca_key = json.loads(
         platform.store.secret_setting(
             LOCAL_CA, lambda: json.dumps(authority.new_authority(platform.installation))
@@ -228,8 +228,8 @@ def _local_default(platform: Platform, settings: HttpsSettings, now: datetime) -
     )
     issued = authority.issue(ca_cert, ca_key, [name])
     platform.store.save_certificate(None, LOCAL, issued)
-    _install(platform, issued)
     log.info("the local CA issued the certificate of %s", name)
+    return issued
 
 
 def renew(platform: Platform, now: datetime | None = None) -> list[str]:
@@ -245,7 +245,9 @@ def renew(platform: Platform, now: datetime | None = None) -> list[str]:
     # The local CA's *.<domain> is always there: the certificate for a name the
     # router has none for; with --acme-default-domain each app's own name also
     # gets one from the CA (an exact name beats the wildcard).
-    _local_default(platform, settings, moment)
+    local = _local_default(platform, settings, moment)
+    if local is not None:
+        router.set_certificate(local.name, local.chain_pem, local.key_pem)
     if settings.acme_default_domain:
         for app in store.all_apps():
             store.want_certificates(app.id, [f"{app.handle}.{platform.domain}"], ACME)
