@@ -49,7 +49,9 @@ STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys"
 #   own networks; test_deploys and test_registry_sources cover those routes.
 # - ``/apps/{handle}/domains``: a name another app holds is a 409, and one
 #   under the platform's own domain, longer than 253 characters or ending in
-#   an all-digit label (an IP address) is the domain's 422.
+#   an all-digit label (an IP address) is the domain's 422. ``certs``: a
+#   certificate is checked (PEM, its key, its names, its dates) beyond what a
+#   schema says; ``https``: a server without an HTTPS listener refuses it.
 OFFLINE = r"/apps/[^/]+/deploy|/registries(/refresh|/[^/]+/test)?"
 # As TOML writes it: ``\\{`` is a regex's ``\{``.
 DISABLED = "^POST /(apps/\\\\{handle\\\\}/deploy|registries(/refresh|/\\\\{host\\\\}/test)?)$"
@@ -67,7 +69,7 @@ include-path-regex = "^/registries"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 
 [[operations]]
-include-path-regex = "^/apps/\\\\{{handle\\\\}}/domains"
+include-path-regex = "^/apps/\\\\{{handle\\\\}}/(domains|certs|https)"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 
