@@ -8,6 +8,7 @@ import dataclasses
 import http.server
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -671,3 +672,57 @@ def test_renewal_is_served_without_a_reload_or_a_failed_request(
     assert failures == 0, (failures, requests, wrong[:3])
     assert len(seen) >= 2, "no renewed certificate was served"
     assert worker_pid(server) == pid  # set ssl cert, no reload
+
+
+def test_an_unreachable_ca_keeps_the_domain_and_its_http_route(
+    fresh_server: Callable[..., Server], registry: Registry, router_pebble: Pebble, tmp_path: Path
+) -> None:
+    port = free_port()
+    options = https_options(router_pebble, port)
+    args = list(options["extra_args"])  # type: ignore[call-overload]
+    args[args.index("--acme-ca") + 1] = f"https://127.0.0.1:{free_port()}/dir"  # nothing there
+    server = fresh_server(**{**options, "extra_args": args})
+    app = "down-" + os.urandom(4).hex()
+    assert server.cli("apps:create", app).code == 0
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    name = f"www.{os.urandom(3).hex()}.example"
+    assert server.cli("domains:add", "--app", app, name).code == 0
+    failed = wait_for_status(server, app, name, "failed")
+    assert "the CA cannot be reached" in failed["last_error"], failed
+    assert failed["next_attempt_at"] is not None  # retried later, not every pass
+    table = server.cli("certs", "--app", app)
+    assert table.code == 0 and "the CA cannot be reached" in table.out
+    plain = httpx.get(f"http://127.0.0.1:{server.router_port}/", headers={"Host": name})
+    assert plain.status_code == 200 and plain.text.strip() == "hello-v1"
+
+    # HAProxy killed: restarted with every certificate from its files.
+    from dockyard.router.haproxy import haproxy_daemon
+    from dockyard.router.supervision import recorded
+
+    pid = recorded(haproxy_daemon(server.data_dir))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    default = f"{app}.dockyard.localhost"
+    deadline = time.monotonic() + 20
+    while (got := curl(f"https://{default}:{port}/", default, port, "-k")).returncode != 0:
+        assert time.monotonic() < deadline, got.stderr
+        time.sleep(0.2)
+    assert got.stdout.strip() == "hello-v1"
+    assert "PRIVATE KEY" not in server.log()
+
+
+def test_https_needs_the_haproxy_router(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(
+        "sqlite",
+        start=False,
+        extra_args=["--router", "caddy", "--router-https-listen", f"127.0.0.1:{free_port()}"],
+    )
+    with pytest.raises(RuntimeError, match="--router-https-listen needs --router haproxy"):
+        server.start()
+
+
+def test_force_https_needs_an_https_listener(server: Server, app: str) -> None:
+    refused = server.cli("apps:update", "--app", app, "--force-https", "on")
+    assert refused.code != 0
+    assert "this server serves no HTTPS: start it with --router-https-listen" in refused.err
+    assert server.cli("apps:update", "--app", app, "--force-https", "off").code == 0

@@ -28,6 +28,7 @@ from dockyard.domain.certificates import (
     USER,
     AcmeFailed,
     Certificate,
+    HttpsNotServed,
     HttpsSettings,
     Issued,
     NameNotCovered,
@@ -175,6 +176,8 @@ def add_user_certificate(
 
 def set_force_https(platform: Platform, user: records.User, handle: str, on: bool) -> bool:
     app = apps.find(platform, user, handle)
+    if on and platform.https is None:
+        raise HttpsNotServed()  # a redirect to a port nothing listens on
     platform.store.set_force_https(app.id, on)
     router = edge(platform)
     if router is not None:
