@@ -180,11 +180,40 @@ start_engine() {
     log "$name engine: pid $(cat "$pidfile") does not answer; restarting it"
     stop_pid "$pidfile" "--data-root $data " 40
   fi
-  # What a dead engine left: dockerd will not start over its pidfile.
-  clean_engine "$data" "$exec_root" "$pidfile" "$sock"
   command -v dockerd >/dev/null || die "dockerd is missing (Debian package docker.io): run make install"
   mkdir -p "$data" "$exec_root" "$LOGS"
   echo '{}' >"$data/../dockerd.json"
+  # dockerd gives its containerd 15 s to answer; on a loaded machine, or
+  # right after a killed engine whose containerd is still going away, that
+  # can run out: clean up and try again, the last time with a fresh
+  # containerd root (a containerd that will not die keeps its lock on it).
+  local attempt
+  for attempt in 1 2 3; do
+    # What a dead engine left: dockerd will not start over its pidfile.
+    clean_engine "$data" "$exec_root" "$pidfile" "$sock"
+    if [ "$attempt" = 3 ] && [ -d "$data/containerd" ]; then
+      log "$name engine: starting with a fresh containerd root"
+      mv "$data/containerd" "$data/containerd.$(date +%s)"
+    fi
+    launch_engine "$name" "$sock" "$data" "$exec_root" "$pidfile" "$@" && return
+    log "$name engine: start $attempt failed: $(engine_failure "$name")"
+    stop_pid "$pidfile" "--data-root $data " 10
+    sleep 3
+  done
+  grep -v 'module=grpc' "$LOGS/$name-dockerd.log" | tail -n 30 >&2
+  die "$name engine: dockerd does not start (log: $LOGS/$name-dockerd.log)"
+}
+
+# engine_failure NAME: the last line of the engine's log that says why.
+engine_failure() {
+  grep -v 'module=grpc' "$LOGS/$1-dockerd.log" | grep -iE 'error|fail|fatal' | tail -n 1 || true
+}
+
+# launch_engine NAME SOCK DATA EXEC PIDFILE [LAUNCHER...]: start dockerd; true
+# once it answers, false if it exits or does not answer within 30 s.
+launch_engine() {
+  local name=$1 sock=$2 data=$3 exec_root=$4 pidfile=$5
+  shift 5
   log "$name engine: starting on $sock"
   setsid "$@" dockerd \
     --config-file "$data/../dockerd.json" \
@@ -199,17 +228,11 @@ start_engine() {
     </dev/null >"$LOGS/$name-dockerd.log" 2>&1 9>&- &
   local pid=$!
   for _ in $(seq 1 300); do
-    ping_sock "$sock" && break
-    if ! running "$pid"; then
-      tail -n 30 "$LOGS/$name-dockerd.log" >&2
-      die "$name engine: dockerd exited while starting (log: $LOGS/$name-dockerd.log)"
-    fi
+    ping_sock "$sock" && return 0
+    running "$pid" || return 1
     sleep 0.1
   done
-  ping_sock "$sock" || {
-    tail -n 30 "$LOGS/$name-dockerd.log" >&2
-    die "$name engine: no answer on $sock after 30 s (log: $LOGS/$name-dockerd.log)"
-  }
+  ping_sock "$sock"
 }
 
 # stop_engine NAME SOCK DATA EXEC PIDFILE: leave the swarm, remove every
@@ -240,6 +263,10 @@ clean_engine() {
   for pid in $(pgrep -f -- "$exec_root/" || true); do
     log "killing leftover pid $pid ($(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true))"
     kill -KILL "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 1 50); do # killed, but not gone until the kernel says so
+    pgrep -f -- "$exec_root/" >/dev/null || break
+    sleep 0.1
   done
   awk -v a="$data/" -v b="$exec_root/" \
     'index($5 "/", a) == 1 || index($5 "/", b) == 1 { print $5 }' /proc/self/mountinfo |
