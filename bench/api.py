@@ -16,7 +16,7 @@ generator and of everything else on the machine is reported so a reader can
 see which one saturates; a last pair of scenarios runs the same load against a
 stub that answers with the bytes of ``GET /apps`` at no cost: the most this
 load generator can measure here. At the end of each backend the server's peak
-RSS (``VmHWM``) is read, then the server (and the Caddy it starts, on free
+RSS (``VmHWM``) is read, then the server (and the HAProxy it starts, on free
 ports) is stopped and its data dropped.
 
 Run: ``.venv/bin/python bench/api.py`` (``make bench``). PostgreSQL comes from
@@ -362,7 +362,7 @@ class Server:
     def start(self) -> None:
         command = [DOCKYARD, "server", "--data-dir", str(self.data_dir)]
         command += ["--listen", f"{LOCALHOST}:{self.port}"]
-        # The router (Caddy) on free ports: never another server's, nor the defaults.
+        # The router (HAProxy) on free ports: never another server's, nor the defaults.
         command += ["--router-listen", f"{LOCALHOST}:{free_port()}"]
         if self.database_url:
             command += ["--database-url", self.database_url]
@@ -416,7 +416,7 @@ def load_services() -> None:
 
 
 def _stop_leftovers(data_dir: Path) -> None:
-    """Stop what the server started with our data directory and left running (its Caddy).
+    """Stop what the server started with our data directory and left running (its HAProxy).
 
     Only processes whose command line names this run's own temporary data
     directory are touched, each by its pid.

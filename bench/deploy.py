@@ -512,7 +512,7 @@ STEPS = [
     ("services", "pull + Procfile lookup"),
     ("started", "create release + start container"),
     ("healthy", "health check (probe every 0.1 s)"),
-    ("routed", "router switch (Caddy POST /load)"),
+    ("routed", "router switch (HAProxy runtime API)"),
     ("stopped", "drain (sleep 1 s) + stop old container"),
     ("finished", "activate release, finish operation"),
     ("cli_done", "CLI sees the end event and exits"),

@@ -75,9 +75,9 @@ def launch_server(
 
 
 def stop_router(data_dir: Path) -> None:
-    """Stop the router (Caddy) the server leaves serving on purpose, by its pidfile."""
+    """Stop the router (HAProxy) the server leaves serving on purpose, by its pidfile."""
     try:
-        pid = int((data_dir / "router" / "caddy.pid").read_text())
+        pid = int((data_dir / "router" / "haproxy.pid").read_text())
         if str(data_dir).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
             return  # gone, and the pid reused
         os.kill(pid, signal.SIGTERM)

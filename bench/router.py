@@ -1,9 +1,9 @@
 """Router benchmark (issue 11): switch cost by number of routed apps, throughput against direct.
 
-Both routers Dockyard has run, driven through the classes the server uses
-(``HAProxyRouter``, ``CaddyRouter``) on free 127.0.0.1 ports, each in a data
-directory of its own. Upstreams are busybox ``httpd`` processes on loopback
-(the web server of the test apps), each serving a page that names it.
+The router driven through the class the server uses (``HAProxyRouter``) on
+free 127.0.0.1 ports, in a data directory of its own for each scenario.
+Upstreams are busybox ``httpd`` processes on loopback (the web server of the
+test apps), each serving a page that names it.
 
 (a) switch cost: with N apps routed (1, 100, 500; all but one app share a
     few upstreams), the time from the call that switches one app from
@@ -15,7 +15,7 @@ directory of its own. Upstreams are busybox ``httpd`` processes on loopback
     straight at the upstream, same run, alternating rounds: requests/s and
     p99 (ab's 99% line), medians, and the ratio router/direct.
 
-Run: ``.venv/bin/python bench/router.py [--rounds N] [--routers haproxy,caddy]``.
+Run: ``.venv/bin/python bench/router.py [--rounds N]``.
 Nothing but 127.0.0.1 is contacted; every process this starts is stopped.
 """
 
@@ -35,12 +35,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from dockyard.router.caddy import CaddyRouter
-from dockyard.router.haproxy import HAProxyRouter
+from dockyard.router.haproxy import HAProxyRouter, stop_router
 
 DOMAIN = "bench.localhost"
 SIZES = (1, 100, 500)
@@ -104,15 +102,12 @@ def get(address: str, host: str | None = None) -> str:
         connection.close()
 
 
-def make_router(kind: str, directory: Path) -> Any:
-    listen = f"127.0.0.1:{free_port()}"
-    if kind == "haproxy":
-        return HAProxyRouter(listen=listen, domain=DOMAIN, data_dir=directory)
-    return CaddyRouter(listen=listen, domain=DOMAIN, data_dir=directory)
+def make_router(directory: Path) -> HAProxyRouter:
+    return HAProxyRouter(listen=f"127.0.0.1:{free_port()}", domain=DOMAIN, data_dir=directory)
 
 
 def switch_cost(
-    router: Any, ups: dict[str, str], apps: int, rounds: int, closes: list[int]
+    router: HAProxyRouter, ups: dict[str, str], apps: int, rounds: int, closes: list[int]
 ) -> float:
     """Median seconds from a switch to the first request the new upstream answers.
 
@@ -175,7 +170,7 @@ def ab(address: str, host: str, requests: int, concurrency: int) -> tuple[float,
 
 
 def throughput(
-    router: Any, ups: dict[str, str], rounds: int, requests: int, concurrency: int
+    router: HAProxyRouter, ups: dict[str, str], rounds: int, requests: int, concurrency: int
 ) -> dict[str, tuple[float, float]]:
     router.route("load", [ups["load"]])
     host = f"load.{DOMAIN}"
@@ -198,23 +193,22 @@ def main() -> None:
     parser.add_argument("--ab-rounds", type=int, default=3, help="ab rounds per side (3)")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--routers", default="haproxy,caddy")
     args = parser.parse_args()
     print(f"router benchmark, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC')}")
-    for kind in args.routers.split(","):
+    for kind in ("haproxy",):
         costs: dict[int, float] = {}
         closes = [0]
         for apps in SIZES:
             with tempfile.TemporaryDirectory(prefix="dockyard-bench-router-") as tmp:
                 names = ["old", "new", *[f"shared{i}" for i in range(SHARED)]]
                 with upstreams(Path(tmp) / "www", names) as ups:
-                    router = make_router(kind, Path(tmp))
+                    router = make_router(Path(tmp))
                     router.start()
                     try:
                         costs[apps] = switch_cost(router, ups, apps, args.rounds, closes)
                     finally:
                         router.stop()
-                        stop_daemon(kind, Path(tmp))
+                        stop_router(Path(tmp))  # it outlives its object, on purpose
         for apps, cost in costs.items():
             print(
                 f"{kind}: switch cost at {apps:>3} apps: {cost * 1000:7.1f} ms"
@@ -225,26 +219,18 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="dockyard-bench-router-") as tmp,
             upstreams(Path(tmp) / "www", ["load"]) as ups,
         ):
-            router = make_router(kind, Path(tmp))
+            router = make_router(Path(tmp))
             router.start()
             try:
                 found = throughput(router, ups, args.ab_rounds, args.requests, args.concurrency)
             finally:
                 router.stop()
-                stop_daemon(kind, Path(tmp))
+                stop_router(Path(tmp))
         (rate, p99), (direct, direct_p99) = found["router"], found["direct"]
         print(
             f"{kind}: throughput {rate:8.0f} req/s p99 {p99:.0f} ms through the router,"
             f" {direct:8.0f} req/s p99 {direct_p99:.0f} ms direct: {rate / direct:.2f}x"
         )
-
-
-def stop_daemon(kind: str, directory: Path) -> None:
-    """The routers outlive their objects on purpose (as with the server): stop them."""
-    from dockyard.router.caddy import stop_router as stop_caddy
-    from dockyard.router.haproxy import stop_router as stop_haproxy
-
-    (stop_haproxy if kind == "haproxy" else stop_caddy)(directory)
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ LINE_STEPS: list[tuple[str, str, Callable[[str], bool]]] = [
         lambda line: line.startswith("Started "),
     ),
     ("health check of every new task", "last", lambda line: " answered HTTP " in line),
-    ("router switch (Caddy)", "first", lambda line: line.startswith("Router:")),
+    ("router switch (HAProxy)", "first", lambda line: line.startswith("Router:")),
 ]
 
 

@@ -17,7 +17,6 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # /usr/local/bin/docker may be a newer client without an engine: look for dockerd.
 command -v dockerd >/dev/null || packages+=(docker.io)
 command -v docker-registry >/dev/null || packages+=(docker-registry)
-command -v caddy >/dev/null || packages+=(caddy)
 command -v haproxy >/dev/null || packages+=(haproxy)
 # ACME test CA and its DNS (tests/integration/test_certificates.py).
 command -v pebble >/dev/null || packages+=(pebble)
@@ -34,7 +33,7 @@ command -v nsenter >/dev/null && command -v unshare >/dev/null || packages+=(uti
 if [ ${#packages[@]} -gt 0 ]; then
   echo "install: apt-get install ${packages[*]}"
   # Keep maintainer scripts from starting system services (a system dockerd,
-  # docker-registry on :5000, caddy on :80 and :2019, haproxy): scripts/services.sh
+  # docker-registry on :5000, haproxy): scripts/services.sh
   # starts its own on their own sockets and ports, and a postinst that fails to
   # start a service must not fail the install. A policy-rc.d that is already
   # there is left alone.

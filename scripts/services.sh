@@ -57,7 +57,7 @@ docker_cli() {
 port_in_use() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 
 # A system service from a Debian package that holds a port we need (or that
-# Dockyard's own caddy needs) is stopped and disabled.
+# Dockyard's own haproxy needs) is stopped and disabled.
 stop_system_service() {
   local unit=$1
   if [ -d /run/systemd/system ] && systemctl is-active --quiet "$unit" 2>/dev/null; then
@@ -356,16 +356,6 @@ push_base_image() {
   echo "DOCKYARD_TEST_BASE_IMAGE=$BASE_IMAGE"
 }
 
-# -------------------------------------------------------------------- Caddy
-check_caddy() {
-  command -v caddy >/dev/null || die "caddy is missing (Debian package caddy): run make install"
-  caddy version >/dev/null || die "caddy version fails"
-  # Debian's package ships caddy.service (:80, :443, admin :2019) and
-  # caddy-api.service (admin :2019); Dockyard runs its own caddy.
-  stop_system_service caddy
-  stop_system_service caddy-api
-}
-
 # ------------------------------------------------------------------ HAProxy
 check_haproxy() {
   command -v haproxy >/dev/null || die "haproxy is missing (Debian package haproxy): run make install"
@@ -384,7 +374,6 @@ flock 9
 case "${1:-start}" in
   start)
     start_postgres
-    check_caddy
     check_haproxy
     start_docker
     start_registry

@@ -24,8 +24,7 @@ from dockyard.domain.certificates import LETS_ENCRYPT, RENEW_BEFORE, HttpsSettin
 from dockyard.domain.containers import RegistryCredentials, Runtime
 from dockyard.domain.limits import Limits
 from dockyard.git.repositories import Repositories
-from dockyard.router import caddy, haproxy
-from dockyard.router.caddy import CaddyRouter
+from dockyard.router import haproxy
 from dockyard.router.haproxy import HAProxyRouter
 from dockyard.router.probe import http_status
 from dockyard.runtime.docker import docker_runtime
@@ -62,10 +61,7 @@ class ServerSettings:
     limits: Limits = Limits()  # noqa: RUF009 (frozen: one shared value is safe)
     # Stop the router a stopped server left serving, instead of serving.
     stop_router: bool = False
-    # Which router serves the apps: "haproxy" (changed at runtime) or "caddy"
-    # (reloaded on every change; going away).
-    router: str = "haproxy"
-    # HTTPS (HAProxy only): where, and where certificates come from.
+    # HTTPS: where, and where certificates come from.
     router_https_listen: str | None = None
     acme_ca: str = LETS_ENCRYPT
     acme_email: str | None = None
@@ -119,21 +115,12 @@ def build_platform(settings: ServerSettings) -> Platform:
     store.migrate()
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     installation = store.installation_id()
-    router: HAProxyRouter | CaddyRouter
-    if settings.router == "haproxy":
-        router = HAProxyRouter(
-            listen=settings.router_listen,
-            domain=settings.domain,
-            data_dir=settings.data_dir,
-            https_listen=settings.router_https_listen,
-        )
-    else:
-        if settings.router_https_listen:
-            store.close()
-            _fail("--router-https-listen needs --router haproxy")
-        router = CaddyRouter(
-            listen=settings.router_listen, domain=settings.domain, data_dir=settings.data_dir
-        )
+    router = HAProxyRouter(
+        listen=settings.router_listen,
+        domain=settings.domain,
+        data_dir=settings.data_dir,
+        https_listen=settings.router_https_listen,
+    )
     platform = Platform(
         store=store,
         events=Events(),
@@ -195,10 +182,10 @@ def _fail(message: str) -> NoReturn:
 def stop_data_dir_router(data_dir: Path) -> None:
     """``dockyard server --stop-router``: stop the router a stopped server left.
 
-    Whichever it is: the server that left it may have run with another --router.
+    An earlier version's server may have left a Caddy: it is stopped too.
     """
     stopped = False
-    for name, stop in (("caddy", caddy.stop_router), ("haproxy", haproxy.stop_router)):
+    for name, stop in (("caddy", haproxy.stop_caddy_left), ("haproxy", haproxy.stop_router)):
         pid = stop(data_dir)
         if pid is not None:
             stopped = True
@@ -210,21 +197,19 @@ def stop_data_dir_router(data_dir: Path) -> None:
 def _serve(settings: ServerSettings) -> None:
     platform = build_platform(settings)
     router = platform.router_
-    assert isinstance(router, CaddyRouter | HAProxyRouter)
-    # A router of the other kind, left serving by a server that ran with the
-    # other --router, holds the address: it hands over (the first
-    # reconciliation routes every app again before the API answers).
-    other = caddy.stop_router if isinstance(router, HAProxyRouter) else haproxy.stop_router
-    if (pid := other(settings.data_dir)) is not None:
-        log.info("stopped the router of the other kind (pid %d): this one takes over", pid)
-    if isinstance(router, HAProxyRouter) and router.serves_https():
+    assert isinstance(router, HAProxyRouter)
+    # The Caddy an earlier version's server left serving holds the address:
+    # it hands over (routes come back from the database before the API answers).
+    if (pid := haproxy.stop_caddy_left(settings.data_dir)) is not None:
+        log.info("stopped the Caddy an earlier version left (pid %d): HAProxy takes over", pid)
+    if router.serves_https():
         # The TLS bind's certificate, from the local CA: there before HAProxy starts.
         default = certificates.default_certificate(platform)
         router.set_default_certificate(default.chain_pem, default.key_pem)
     try:
         # Adopts the router a previous server left serving, or starts one.
         router.start()
-    except (caddy.RouterError, haproxy.RouterError) as exc:
+    except haproxy.RouterError as exc:
         platform.store.close()
         _fail(str(exc))
     worker = Worker(platform, concurrency=settings.workers)

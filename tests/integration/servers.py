@@ -20,9 +20,8 @@ import psycopg
 
 from dockyard.cli.environment import Environment
 from dockyard.cli.main import main
-from dockyard.router.caddy import caddy_daemon
-from dockyard.router.haproxy import haproxy_daemon
-from dockyard.router.supervision import Daemon, recorded, stop_recorded
+from dockyard.router.haproxy import haproxy_daemon, stop_caddy_left
+from dockyard.router.supervision import recorded, stop_recorded
 
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 
@@ -30,15 +29,6 @@ DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 # boto3 never asks an instance metadata service (a link-local address) for
 # the server's own AWS credentials, nor any AWS endpoint: tests give moto's.
 NO_CLOUD = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null"}
-
-# The router the test servers run (--router): the server's default, haproxy,
-# unless the suite is run on another.
-ROUTER = os.environ.get("DOCKYARD_TEST_ROUTER", "haproxy")
-
-
-def router_daemon(data_dir: Path) -> Daemon:
-    """The router a test server of ``data_dir`` runs."""
-    return haproxy_daemon(data_dir) if ROUTER == "haproxy" else caddy_daemon(data_dir)
 
 
 def free_port() -> int:
@@ -98,8 +88,6 @@ class Server:
         command += ["--listen", f"127.0.0.1:{self.port}"]
         command += ["--workers", str(self.workers if workers is None else workers)]
         command += ["--router-listen", f"127.0.0.1:{self.router_port}"]
-        if ROUTER:
-            command += ["--router", ROUTER]
         if self.database_url:
             command += ["--database-url", self.database_url]
         command += self.extra_args
@@ -143,12 +131,12 @@ class Server:
 
     def router_pid(self) -> int | None:
         """The router's pid, from its pidfile, if it runs."""
-        return recorded(router_daemon(self.data_dir))
+        return recorded(haproxy_daemon(self.data_dir))
 
     def stop_router(self) -> None:
         """The router outlives its server on purpose; tests must not leak it."""
-        for daemon in (caddy_daemon(self.data_dir), haproxy_daemon(self.data_dir)):
-            stop_recorded(daemon, timeout=5)  # whichever --router it ran with
+        stop_recorded(haproxy_daemon(self.data_dir), timeout=5)
+        stop_caddy_left(self.data_dir)  # the tests of an upgrade make one
 
     def get(self, app: str, path: str = "/", timeout: float = 30) -> httpx.Response:
         """A request to an app through the router, as a browser would send it."""

@@ -711,16 +711,6 @@ def test_an_unreachable_ca_keeps_the_domain_and_its_http_route(
     assert "PRIVATE KEY" not in server.log()
 
 
-def test_https_needs_the_haproxy_router(server_factory: Callable[..., Server]) -> None:
-    server = server_factory(
-        "sqlite",
-        start=False,
-        extra_args=["--router", "caddy", "--router-https-listen", f"127.0.0.1:{free_port()}"],
-    )
-    with pytest.raises(RuntimeError, match="--router-https-listen needs --router haproxy"):
-        server.start()
-
-
 def test_force_https_needs_an_https_listener(server: Server, app: str) -> None:
     refused = server.cli("apps:update", "--app", app, "--force-https", "on")
     assert refused.code != 0

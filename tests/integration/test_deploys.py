@@ -1,4 +1,4 @@
-"""Direct image deploys from a private registry, on the Docker engine, behind Caddy.
+"""Direct image deploys from a private registry, on the Docker engine, behind the router.
 
 The first test follows the reference page's "Direct Docker Image deploy"
 sections word for word, with ``dockyard`` for ``aptible``.

@@ -18,21 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import pytest
-
 from tests.integration.registry import Registry
-from tests.integration.servers import ROUTER, Server
+from tests.integration.servers import Server
 from tests.integration.test_deploys import credentials, deploy, served
 from tests.integration.websocket import WebSocket
 
 ON_SWARM = True
 CONNECTIONS = 4
 PACE = 0.02  # seconds between one connection's requests: about 200/s in all
-
-pytestmark = pytest.mark.skipif(
-    ROUTER == "caddy",
-    reason="Caddy reloads its whole configuration on every change: it closes the WebSocket",
-)
 
 
 @dataclass

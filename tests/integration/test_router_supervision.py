@@ -1,9 +1,9 @@
 """The router is supervised and outlives the server; the data directory is locked and private.
 
-Real servers on the test Docker engine (SQLite): the router (Caddy, or
-HAProxy with DOCKYARD_TEST_ROUTER=haproxy) is killed with SIGKILL and must
-be back within a second with every route; the server is killed and the apps
-keep answering through the router, which the restarted server adopts; a
+Real servers on the test Docker engine (SQLite): the router (HAProxy) is
+killed with SIGKILL and must be back within a second with every route; the
+server is killed and the apps keep answering through the router, which the
+restarted server adopts; a Caddy an earlier version left hands over; a
 second server cannot take the data directory or the router's address; the
 data directory and the router's control sockets are the server user's alone.
 """
@@ -17,46 +17,23 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from dockyard.router.caddy import caddy_daemon
-from dockyard.router.haproxy import haproxy_daemon
-from dockyard.router.supervision import Daemon, recorded
 from tests.integration.registry import Registry, remove_app_containers
-from tests.integration.servers import DOCKYARD, ROUTER, Server, free_port
+from tests.integration.servers import DOCKYARD, Server, free_port
 from tests.integration.test_deploys import credentials, deploy, request_loop, served
 
 ServerFactory = Callable[..., Server]
 
 
-@dataclass(frozen=True)
-class RouterFiles:
-    """What the router the servers run keeps in DATA_DIR/router."""
-
-    name: str
-    config: str
-    pidfile: str
-    sockets: tuple[str, ...]
-
-
-FILES = (
-    RouterFiles("haproxy", "haproxy.cfg", "haproxy.pid", ("haproxy.sock", "master.sock"))
-    if ROUTER == "haproxy"
-    else RouterFiles("caddy", "caddy.json", "caddy.pid", ("admin.sock",))
-)
+SOCKETS = ("haproxy.sock", "master.sock")  # the runtime API, the master's CLI
 
 
 def ask(sock: Path) -> str:
     """One request on a router's control socket, as the server makes them."""
-    if FILES.name == "caddy":
-        transport = httpx.HTTPTransport(uds=str(sock))
-        with httpx.Client(transport=transport, base_url="http://dockyard-router") as admin:
-            response = admin.get("/config/")
-            return f"{response.status_code}"
     with socket.socket(socket.AF_UNIX) as connection:
         connection.settimeout(5)
         connection.connect(str(sock))
@@ -149,7 +126,7 @@ def test_apps_answer_while_the_server_is_down_and_it_adopts_the_router(
     assert set(outcomes) == {"200 hello-v1"}, outcomes
     assert outcomes.total() > 50
     assert server.router_pid() == router, "the restarted server replaced the router"
-    assert f"adopted the running {FILES.name}" in server.log()
+    assert "adopted the running haproxy" in server.log()
     # The adopted router is driven and supervised as one the server started.
     result = deploy(server, app, registry.image("web:v2"))
     assert result.code == 0, result.text
@@ -165,25 +142,47 @@ def test_apps_answer_while_the_server_is_down_and_it_adopts_the_router(
     assert served(server, app) == "hello-v2"
 
 
-def test_a_server_started_with_the_other_router_takes_over(
-    make_server: ServerFactory, local_registry: Registry
+def test_the_caddy_an_earlier_version_left_serving_hands_over(
+    make_server: ServerFactory, local_registry: Registry, tmp_path: Path
 ) -> None:
-    server = make_server(extra_args=["--router", "caddy"])
+    """A server upgraded over a data directory whose Caddy (the router of
+    earlier versions, which outlived its server) still holds the router's
+    address: it is stopped, HAProxy takes the address, the routes come back."""
+    server = make_server()
     (app,) = deployed(server, local_registry, "web:v1")
-    assert recorded(caddy_daemon(server.data_dir)) is not None
-    for before, after in (("caddy", "haproxy"), ("haproxy", "caddy")):
-        server.stop(router=False)  # its router serves on...
+    server.stop()  # and its HAProxy: the earlier version's router is there instead
+    router = server.data_dir / "router"
+    holder = (
+        "import socket, sys, time\n"
+        "s = socket.socket()\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
+        "s.listen()\n"
+        "time.sleep(600)\n"
+    )
+    caddy = subprocess.Popen(  # named caddy, as the process it stands in for
+        ["caddy", "-c", holder, str(server.router_port), str(router / "caddy.json")],
+        executable="/usr/bin/python3",
+    )
+    try:
+        (router / "caddy.pid").write_text(f"{caddy.pid}\n")
+        deadline = time.monotonic() + 5
+        while not listening(server.router_port):
+            assert time.monotonic() < deadline, "the stand-in Caddy does not listen"
+            time.sleep(0.05)
+        server.start()
+        assert caddy.wait(timeout=10) is not None
         assert served(server, app) == "hello-v1"
-        server.extra_args = ["--router", after]
-        server.start()  # ... until a server with the other one starts
-        assert served(server, app) == "hello-v1"
-        assert recorded(daemon_of(before, server.data_dir)) is None
-        assert recorded(daemon_of(after, server.data_dir)) is not None
-        assert "stopped the router of the other kind" in server.log()
+        assert "stopped the Caddy an earlier version left" in server.log()
+        assert not (router / "caddy.pid").exists()
+    finally:
+        caddy.kill()
+        caddy.wait()
 
 
-def daemon_of(router: str, data_dir: Path) -> Daemon:
-    return haproxy_daemon(data_dir) if router == "haproxy" else caddy_daemon(data_dir)
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_second(
@@ -207,7 +206,7 @@ def test_a_second_server_cannot_take_the_data_directory_or_the_router(
     assert server.process is not None
 
     # The same data directory, any router address: refused before anything.
-    config = (server.data_dir / "router" / FILES.config).stat().st_mtime_ns
+    config = (server.data_dir / "router" / "haproxy.cfg").stat().st_mtime_ns
     done, elapsed = start_second(server.data_dir, free_port())
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
@@ -216,7 +215,7 @@ def test_a_second_server_cannot_take_the_data_directory_or_the_router(
     ]
     assert elapsed < 5
     assert (server.data_dir / "lock").read_text() == f"{server.process.pid}\n"
-    assert (server.data_dir / "router" / FILES.config).stat().st_mtime_ns == config
+    assert (server.data_dir / "router" / "haproxy.cfg").stat().st_mtime_ns == config
 
     # Another data directory, the same router address: the first is untouched.
     other = tmp_path / "other-data"
@@ -226,7 +225,7 @@ def test_a_second_server_cannot_take_the_data_directory_or_the_router(
         f"dockyard server: the router cannot listen on 127.0.0.1:{server.router_port}: "
         "the address is in use (by another Dockyard server's router?)"
     )
-    assert not (other / "router" / FILES.pidfile).exists()
+    assert not (other / "router" / "haproxy.pid").exists()
 
     assert httpx.get(server.url + "/healthz").status_code == 200
     assert server.router_pid() == router
@@ -275,14 +274,14 @@ def test_the_router_control_channel_is_a_socket_only_the_server_user_reaches(
     server = make_server()
     directory = server.data_dir / "router"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    for sock in (directory / name for name in FILES.sockets):
+    for sock in (directory / name for name in SOCKETS):
         info = sock.lstat()
         assert stat.S_ISSOCK(info.st_mode), sock
         assert stat.S_IMODE(info.st_mode) == 0o600, sock
         assert info.st_uid == directory.stat().st_uid == os.getuid()
         # The server's user reaches it...
         answer = ask(sock)
-        assert (answer == "200") if FILES.name == "caddy" else ("2.6" in answer), answer
+        assert "2.6" in answer, answer
         # ... no other user does, not even to connect.
         if os.getuid() == 0:
             refused(sock)

@@ -54,14 +54,6 @@ def server_command(start: StartServer) -> click.Command:
         help="HOST:PORT where the router serves the apps.",
     )
     @click.option(
-        "--router",
-        type=click.Choice(["haproxy", "caddy"]),
-        default="haproxy",
-        show_default=True,
-        help="The router: haproxy is changed at runtime; caddy (reloaded on every "
-        "change, closing other apps' connections) is going away.",
-    )
-    @click.option(
         "--stop-router",
         is_flag=True,
         help="Stop the router a stopped server left serving the apps, and exit.",
@@ -103,7 +95,7 @@ def server_command(start: StartServer) -> click.Command:
     )
     @click.option(
         "--router-https-listen",
-        help="HOST:PORT where the router serves the apps over HTTPS (HAProxy only).",
+        help="HOST:PORT where the router serves the apps over HTTPS.",
     )
     @click.option(
         "--acme-ca",
@@ -140,7 +132,6 @@ def server_command(start: StartServer) -> click.Command:
         public_url: str | None,
         workers: int,
         router_listen: str,
-        router: str,
         stop_router: bool,
         domain: str,
         docker_host: str | None,
@@ -151,8 +142,6 @@ def server_command(start: StartServer) -> click.Command:
         _listen(router_listen)
         if router_https_listen is not None:
             _listen(router_https_listen)
-            if router != "haproxy":
-                raise click.UsageError("--router-https-listen needs --router haproxy")
         start(
             data_dir=data_dir.resolve(),
             host=host,
@@ -161,7 +150,6 @@ def server_command(start: StartServer) -> click.Command:
             public_url=public_url,
             workers=workers,
             router_listen=router_listen,
-            router=router,
             stop_router=stop_router,
             domain=domain,
             docker_host=docker_host,

@@ -1,4 +1,4 @@
-"""The HTTP router (Caddy, driven through its admin API) and the health probe.
+"""The HTTP router (HAProxy, changed through its runtime API) and the health probe.
 
 Implements ``domain.containers.Router``. Imports ``httpx``; may import ``domain``.
 """

@@ -1,9 +1,9 @@
 """HAProxy as the router: a supervised daemon, changed at runtime, never reloaded on a deploy.
 
-Caddy reloads its whole configuration on every change, and every reload
-closes every app's idle keep-alive connections and cancels retries in
-flight: one app's deploy was felt by all. HAProxy is instead changed through
-its runtime API, one server at a time, and a change to one app touches
+A router that reloads its whole configuration on every change (Dockyard's
+first one, Caddy, did) closes every app's idle keep-alive connections and
+cancels retries in flight: one app's deploy is felt by all. HAProxy is
+instead changed through its runtime API, one server at a time, and a change to one app touches
 nothing another app uses:
 
 - a map file sends each host name to a backend (``add/set/del map``);
@@ -74,7 +74,7 @@ NOT_FOUND = "No app is served at this address.\n"
 UNAVAILABLE = "This app has no container running: it is scaled to 0, or its containers are down.\n"
 # Where a free slot points; it is in maintenance and never connected to.
 PARKED = "127.0.0.1:1"
-# Checks and retries as Caddy's were: round robin; a refused connection takes
+# Checks and retries: round robin; a refused connection takes
 # the container out at once (checked again every 500 ms, back at the first
 # success), and a request it dropped before answering is sent to another.
 SERVER_OPTIONS = (
@@ -112,6 +112,24 @@ def haproxy_daemon(data_dir: Path, binary: str = "haproxy") -> Daemon:
 def stop_router(data_dir: Path) -> int | None:
     """Stop the HAProxy of ``data_dir`` that outlived its server; its pid, or None."""
     return stop_recorded(haproxy_daemon(data_dir))
+
+
+def stop_caddy_left(data_dir: Path) -> int | None:
+    """Stop the Caddy a server of an earlier version left serving ``data_dir``.
+
+    Dockyard's router was Caddy, reloaded on every change; a server upgraded
+    over a data directory finds it holding the router's address.
+    """
+    directory = data_dir / "router"
+    caddy = Daemon(
+        name="caddy",
+        command=["caddy", "run", "--config", str(directory / "caddy.json")],
+        env={},
+        pidfile=directory / "caddy.pid",
+        log=directory / "caddy.log",
+        marker=str(directory / "caddy.json"),
+    )
+    return stop_recorded(caddy)
 
 
 # The model: what each backend and slot is for. Pure, rendered to files.
@@ -263,7 +281,7 @@ def render_main(
         *([tls.bind(host_and_port(tls.https_listen)[0])] if tls else []),
         "    http-request set-header X-Forwarded-Proto http",
         # A request a container dropped unanswered is sent again only if it
-        # is idempotent, as Caddy did; one never sent (refused) always is.
+        # is idempotent; one never sent (refused) always is.
         "    http-request disable-l7-retry unless { method GET HEAD OPTIONS }",
         "    http-request set-var(txn.host) req.hdr(host),lower,word(1,:)",
         *(tls.rules(exact, wildcards) if tls else []),
