@@ -109,6 +109,15 @@ def test_direct_deploy_scaled_over_both_nodes(
         assert response.status_code == 200
         seen |= {line for line in response.text.splitlines() if line.startswith("PORT=")}
     assert len(seen) == 2  # the router balances over both nodes
+    # Each task shown with its own id, the one `docker service ps` shows.
+    shown = [c["id"] for c in show(server, app)["containers"]]
+    with engine_client("swarm") as client:
+        tasks = {
+            str(t["ID"])[:12]
+            for service in app_objects("swarm", app)
+            for t in client.api.tasks(filters={"service": service.id})
+        }
+    assert len(set(shown)) == 2 and set(shown) <= tasks, (shown, tasks)
 
     listed = json.loads(server.cli("nodes", "-o", "json").out)
     assert sorted(n["address"] for n in listed) == sorted(nodes)

@@ -76,6 +76,14 @@ class Container:
     # Where the router and health checks reach it: its own address on its
     # app's network, or (Swarm) its node's; empty while it has none.
     address: str = "127.0.0.1"
+    # Swarm: the task running the slot now (``docker service ps`` shows it);
+    # the id above names the slot, which outlives its tasks.
+    task: str = ""
+
+    @property
+    def shown_id(self) -> str:
+        """What a user is shown: the engine's container id, or Swarm's task id."""
+        return (self.task or self.id)[:12]
 
     @property
     def running(self) -> bool:

@@ -331,6 +331,7 @@ class SwarmScheduler:
                     port=block * 100 + slot,
                     state=state,
                     address=self._address(node) if node else "",
+                    task=str(task["ID"]),
                 )
             )
         return found

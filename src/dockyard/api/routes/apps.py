@@ -84,7 +84,7 @@ def show_app(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> Ap
         else None,
         containers=[
             ContainerOut(
-                id=c.id[:12],
+                id=c.shown_id,
                 service=c.service,
                 index=c.index,
                 release=c.release,
