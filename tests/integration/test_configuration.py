@@ -67,6 +67,8 @@ KEY_RULE = "(letters, digits and underscores, not starting with a digit)"
         ("=x", f"invalid argument '=x': '' is not a valid key {KEY_RULE}"),
         ("1A=b", f"invalid argument '1A=b': '1A' is not a valid key {KEY_RULE}"),
         ("A-B=c", f"invalid argument 'A-B=c': 'A-B' is not a valid key {KEY_RULE}"),
+        ("GOOD=2", "GOOD is given more than once: give each key once"),
+        ("GOOD=", "GOOD is given more than once: give each key once"),
     ],
 )
 def test_malformed_arguments_change_nothing(

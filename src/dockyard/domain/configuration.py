@@ -82,9 +82,10 @@ class ConfigChange:
 
     @classmethod
     def from_arguments(cls, arguments: Iterable[str]) -> ConfigChange:
-        """Parse ``KEY=VALUE`` arguments; ``KEY=`` unsets ``KEY``."""
+        """Parse ``KEY=VALUE`` arguments; ``KEY=`` unsets ``KEY``; each key once."""
         values: dict[str, str] = {}
         unset: set[str] = set()
+        seen: set[str] = set()
         for argument in arguments:
             key, equals, value = argument.partition("=")
             if not equals:
@@ -96,12 +97,13 @@ class ConfigChange:
                     f"invalid argument {_describe(argument)}: {key!r} is not a valid key "
                     "(letters, digits and underscores, not starting with a digit)"
                 )
+            if key in seen:  # FOO=bar FOO=baz: which one was meant?
+                raise InvalidConfigArgument(f"{key} is given more than once: give each key once")
+            seen.add(key)
             if value:
                 values[key] = value
-                unset.discard(key)
             else:
                 unset.add(key)
-                values.pop(key, None)
         return cls(set=values, unset=frozenset(unset))
 
     @property

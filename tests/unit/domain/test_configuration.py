@@ -13,15 +13,17 @@ from dockyard.domain.errors import InvalidConfigArgument
 
 
 def test_arguments_set_and_unset() -> None:
-    change = ConfigChange.from_arguments(["A=1", "B=", "C=x=y", "A=2"])
-    assert dict(change.set) == {"A": "2", "C": "x=y"}
+    change = ConfigChange.from_arguments(["A=1", "B=", "C=x=y"])
+    assert dict(change.set) == {"A": "1", "C": "x=y"}
     assert change.unset == {"B"}
-    assert change.apply({"B": "old", "D": "d"}) == {"A": "2", "C": "x=y", "D": "d"}
+    assert change.apply({"B": "old", "D": "d"}) == {"A": "1", "C": "x=y", "D": "d"}
 
 
-def test_later_argument_wins_between_set_and_unset() -> None:
-    assert ConfigChange.from_arguments(["A=1", "A="]).unset == {"A"}
-    assert dict(ConfigChange.from_arguments(["A=", "A=1"]).set) == {"A": "1"}
+@pytest.mark.parametrize("arguments", [["A=1", "A=2"], ["A=1", "A="], ["A=", "A=1"], ["A=", "A="]])
+def test_a_key_given_twice_is_refused(arguments: list[str]) -> None:
+    with pytest.raises(InvalidConfigArgument) as raised:
+        ConfigChange.from_arguments(["B=1", *arguments])
+    assert raised.value.message == "A is given more than once: give each key once"
 
 
 @pytest.mark.parametrize(
