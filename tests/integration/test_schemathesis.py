@@ -27,7 +27,8 @@ SEED = 9
 # applies everywhere):
 # - Some well-formed requests are refused because of the app's state, with the
 #   domain's 422 that the CLI shows (``never been deployed: nothing to scale``,
-#   an empty configuration change, a commit that is not 40 hex digits): a
+#   an empty configuration change, a commit that is not 40 hex digits, a
+#   rollback on an app with fewer than two releases that went live): a
 #   schema cannot say "only once the app has a release", so 422 is an expected
 #   answer to schema-valid data on these operations.
 # - ``POST /apps/{handle}/grants`` answers 404 when the *user* named in the body
@@ -38,7 +39,7 @@ SEED = 9
 #   operation (as Aptible's), and the app is there until that has run, so the
 #   check ``use_after_free`` (a deleted resource must answer 404 at once) is
 #   left out too.
-STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys"
+STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys|releases/rollback"
 # - ``/registries``: a source has exactly one kind (``--username``, ``--aws-ecr``
 #   or ``--credential-helper``), is fetched before it is stored, and global ones
 #   are for admins: well-formed requests get the domain's 403, 404 or 422.

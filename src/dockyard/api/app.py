@@ -19,6 +19,7 @@ from dockyard.api.routes import (
     git,
     operations,
     registries,
+    releases,
     users,
 )
 from dockyard.api.schemas import Health
@@ -47,7 +48,7 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations, registries, domains, certs):
+    for module in (users, apps, configuration, operations, releases, registries, domains, certs):
         api.include_router(module.router)
     # The git routes are written with the limits of what they read; their answers:
     api.include_router(git.router, responses=errors.responses(401, 404, 409, 413, 422))

@@ -22,6 +22,7 @@ from dockyard.domain.configuration import validate_key
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.names import validate_handle, validate_user_name
 from dockyard.domain.registries import HOST_PATTERN, validate_host
+from dockyard.domain.releases import Release
 from dockyard.services.scaling import MAX_CONTAINERS
 
 # The type of a validation error whose message is a domain rule's, shown as it is.
@@ -110,6 +111,7 @@ HandlePath = Annotated[Handle, Path(description="The app's handle")]
 UserNamePath = Annotated[UserName, Path(description="A user's name")]
 ConfigKeyPath = Annotated[ConfigKey, Path(description="A configuration key")]
 OperationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The operation's id")]
+ReleaseNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="The release's number")]
 LogLineId = Annotated[int, Query(ge=0, le=MAX_ID, description="Only lines after this log line id")]
 TailLines = Annotated[int, Query(ge=0, le=MAX_ID, description="Lines to show first")]
 
@@ -158,11 +160,56 @@ class AppOut(BaseModel):
 
 
 class ReleaseOut(BaseModel):
-    id: int
+    id: int  # the store's id, as container labels carry it
+    number: int  # the app's own numbering, from 1
     image: str
     source: str
     config_version: int
     services: list[str]
+
+
+class ReleaseSummary(BaseModel):
+    """One of an app's releases, as ``releases`` lists them."""
+
+    number: int
+    source: str  # as the user wrote it, or git:<short sha> (ref)
+    image: str  # pinned to its digest, or a local image id
+    digest: str
+    config_version: int
+    kind: str  # what made it: deploy, configure, restart, scale, rollback
+    created_by: str
+    created_at: datetime | None
+    status: str  # pending, active, failed, retired
+    current: bool
+    git_commit: str | None
+    git_ref: str | None
+
+    @classmethod
+    def of(cls, release: Release, current_id: int | None) -> ReleaseSummary:
+        return cls(
+            number=release.number,
+            source=release.source_text(),
+            image=release.image,
+            digest=release.digest(),
+            config_version=release.config_version,
+            kind=release.kind,
+            created_by=release.created_by,
+            created_at=release.created_at,
+            status=release.status,
+            current=release.id == current_id,
+            git_commit=release.source[4:] if release.from_commit else None,
+            git_ref=release.git_ref,
+        )
+
+
+class ReleaseDetail(ReleaseSummary):
+    services: list[str]
+    configuration: dict[str, str]
+    masked: bool
+
+
+class RollbackIn(_In):
+    release: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
 class ContainerOut(BaseModel):

@@ -147,7 +147,7 @@ def apps_show(session: Session, app: str, output: str) -> None:
         ("Handle", shown["handle"]),
         ("URL", shown["url"] if release else "- (not deployed yet)"),
         ("Git remote", shown["git_remote"]),
-        ("Release", f"{release['id']} {release['image']}" if release else "-"),
+        ("Release", f"{release['number']} {release['image']}" if release else "-"),
         ("Configuration", f"version {shown['config_version']}"),
         ("Registries", ", ".join(shown["registry_hosts"]) or "-"),
         ("Members", ", ".join(shown["members"]) or "-"),
@@ -369,6 +369,98 @@ def nodes(session: Session, output: str) -> None:
 def restart(session: Session, app: str, detach: bool, output: str) -> None:
     """Restart the app's containers (a new release of the same image)."""
     operation = session.client.request("POST", f"/apps/{app}/restart")
+    _await_operation(session, operation, detach=detach, output=output)
+
+
+# --- releases ---
+
+
+def _short_digest(digest: str) -> str:
+    return digest[: len("sha256:") + 12]
+
+
+@cli.command("releases")
+@app_option
+@output_option
+@pass_session
+def releases_list(session: Session, app: str, output: str) -> None:
+    """List the app's releases, newest first; * marks the current one."""
+    found = session.client.request("GET", f"/apps/{app}/releases")
+    if output == "json":
+        print_json(session.env, found)
+        return
+    rows = [
+        [
+            ("* " if r["current"] else "  ") + str(r["number"]),
+            r["source"],
+            _short_digest(r["digest"]),
+            r["config_version"],
+            r["kind"],
+            r["created_by"] or "-",
+            short_time(r["created_at"]),
+            "current" if r["current"] else r["status"],
+        ]
+        for r in found
+    ]
+    headers = ["release", "source", "digest", "config", "made by", "who", "when", "status"]
+    table(session.env, headers, rows)
+
+
+@cli.command("releases:show")
+@app_option
+@click.argument("number", type=int)
+@reveal_option
+@output_option
+@pass_session
+def releases_show(session: Session, app: str, number: int, reveal: bool, output: str) -> None:
+    """Show release NUMBER with its configuration keys (values masked unless --reveal)."""
+    if number < 1:
+        raise InvalidInput(f"release numbers start at 1, not {number}")
+    shown = session.client.request(
+        "GET", f"/apps/{app}/releases/{number}", params={"reveal": reveal}
+    )
+    if output == "json":
+        print_json(session.env, shown)
+        return
+    for label, value in (
+        ("Release", str(shown["number"]) + (" (current)" if shown["current"] else "")),
+        ("Source", shown["source"]),
+        ("Image", shown["image"]),
+        ("Digest", shown["digest"]),
+        ("Configuration", f"version {shown['config_version']}"),
+        ("Made by", shown["kind"]),
+        ("Who", shown["created_by"] or "-"),
+        ("When", short_time(shown["created_at"])),
+        ("Status", shown["status"]),
+        ("Services", ", ".join(shown["services"]) or "-"),
+    ):
+        echo(session.env, f"{label + ':':<15}{value}")
+    configuration = shown["configuration"]
+    echo(session.env)
+    if not configuration:
+        echo(session.env, "No configuration")
+    for key in sorted(configuration):
+        echo(session.env, f"{key}={configuration[key]}")
+
+
+@cli.command("rollback")
+@app_option
+@click.option(
+    "--release",
+    "number",
+    type=int,
+    help="The release to bring back (default: the one before the current release).",
+)
+@detach_option
+@output_option
+@pass_session
+def rollback(session: Session, app: str, number: int | None, detach: bool, output: str) -> None:
+    """Bring back a release's image and configuration together, as a new release."""
+    if number is not None and number < 1:
+        raise InvalidInput(f"release numbers start at 1, not {number}")
+    operation = session.client.request(
+        "POST", f"/apps/{app}/releases/rollback", json={"release": number}
+    )
     _await_operation(session, operation, detach=detach, output=output)
 
 

@@ -122,6 +122,10 @@ class Images(Protocol):
         """Remove tags of ``repository`` not in ``keep``; return the removed ones."""
         ...
 
+    def has_image(self, image: str) -> bool:
+        """Whether the engine holds ``image`` (an id or a name)."""
+        ...
+
 
 class Builder(Protocol):
     """Builds an app's Dockerfile into an image its containers can run."""

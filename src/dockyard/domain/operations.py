@@ -10,6 +10,7 @@ class OperationType(enum.StrEnum):
     DEPLOY = "deploy"
     RESTART = "restart"
     SCALE = "scale"
+    ROLLBACK = "rollback"
     DEPROVISION = "deprovision"
 
 

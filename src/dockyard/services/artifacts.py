@@ -16,11 +16,14 @@ from pathlib import Path
 from dockyard.domain import records
 from dockyard.domain.building import BuildFailed, from_images
 from dockyard.domain.containers import RegistryCredentials
+from dockyard.domain.errors import ImageNotFound
 from dockyard.domain.images import ImageReference
 from dockyard.domain.releases import (
     PROCFILE_PATHS,
     Release,
+    ReleaseImageGone,
     Service,
+    builds_to_keep,
     default_services,
     parse_procfile,
 )
@@ -189,15 +192,49 @@ def read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def keep_build(run: OperationRun, app: records.App, release: Release) -> None:
-    """Tag the build ``dockyard/<installation>/<app>:<release>``; drop tags beyond the last few."""
+    """Tag the build ``dockyard/<installation>/<app>:<release id>``; drop tags no
+    longer needed, keeping the images of the last releases for rollbacks."""
     images = run.platform.images()
     repository = images.image_repository(app.handle)
     images.tag(release.image, repository, str(release.id))
-    recent = [r for r in run.platform.store.releases(app.id) if r.source.startswith("git:")]
-    keep = {str(r.id) for r in recent[: run.platform.kept_builds]} | {str(release.id)}
-    if app.current_release_id is not None:
-        keep.add(str(app.current_release_id))
-    images.prune_tags(repository, keep)
+    releases = run.platform.store.releases(app.id)
+    keep = builds_to_keep(releases, app.current_release_id, run.platform.kept_builds)
+    images.prune_tags(repository, {str(found) for found in keep | {release.id}})
+
+
+def restore(run: OperationRun, app: records.App, release: Release) -> RegistryCredentials | None:
+    """Make a past release's image ready to run again; what its registry gets now.
+
+    Credentials are resolved as of now, never copied from the past. An image
+    that is gone — a build pruned here, a manifest deleted from its registry —
+    fails naming the release, before anything changes.
+    """
+    platform = run.platform
+    images = platform.images()
+    if release.local:
+        if not images.has_image(release.image):
+            raise ReleaseImageGone(app.handle, release, "the built image was removed")
+        run.log(f"The image of release {release.number} is still here ({release.image[:19]})")
+        return None
+    image = ImageReference.parse(release.image)
+    resolver = Resolver(platform, app.id)
+    resolved = {image.host: resolver.for_host(image.host, image=str(image), deploying=app.handle)}
+    run.log(f"Pulling {image} ({resolved[image.host].phrase()})")
+
+    def fetch(found: Mapping[str, Resolved]) -> None:
+        # The registry is asked even when the engine holds the image: the
+        # engine would not ask, and other hosts (Swarm nodes) pull from it.
+        credentials = found[image.host].credentials
+        images.resolve(image, credentials)
+        images.pull(image, credentials)
+
+    try:
+        _, resolved = resolver.retrying(resolved, fetch, run.log)
+    except ImageNotFound:
+        raise ReleaseImageGone(
+            app.handle, release, f"the registry {image.host} no longer has it"
+        ) from None
+    return resolved[image.host].credentials
 
 
 def image_services(run: OperationRun, image: str) -> list[Service]:

@@ -20,6 +20,7 @@ from dockyard.domain.errors import DockyardError
 from dockyard.domain.limits import Limits
 from dockyard.domain.records import User
 from dockyard.domain.registries import Held
+from dockyard.domain.releases import KEPT_BUILDS
 from dockyard.git.repositories import Repositories
 from dockyard.registry.sources import Sources
 from dockyard.services.events import Events
@@ -54,7 +55,7 @@ class Platform:
     internal_url: str = ""
     builds_dir: Path = Path("/tmp")
     build_timeout: float = 1800.0
-    kept_builds: int = 5
+    kept_builds: int = KEPT_BUILDS
     limits: Limits = field(default_factory=Limits)
     # Credentials fetched from registry sources, kept as long as each allows.
     registry_sources: Sources = field(default_factory=Sources)

@@ -1,10 +1,11 @@
 """Releases: start, check, switch the router, drain the old.
 
 Every path that changes what runs — deploy, configuration change, restart,
-scale — goes through ``switch_over``, so each gets the same health check and
-the same guarantee: on any failure the new containers are removed and the
-previous release keeps serving with its previous configuration. What a
-deploy runs comes from ``artifacts``; scaling is in ``scaling``.
+scale, rollback — goes through ``switch_over``, so each gets the same health
+check and the same guarantee: on any failure the new containers are removed
+and the previous release keeps serving with its previous configuration. What
+a deploy runs comes from ``artifacts``; scaling is in ``scaling``, rollback in
+``rolling_back``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def deploy(run: OperationRun) -> str:
 
     given: RegistryCredentials | None = None
     git = payload.get("git")
+    git_ref: str | None = None
     if git:
+        git_ref = git.get("branch") or git.get("commitish")
         # Credentials given with a git deploy are for the FROM registry, by the
         # same rule as the app's DOCKYARD_PRIVATE_REGISTRY_* (never its config).
         flags = {}
@@ -91,8 +94,9 @@ def deploy(run: OperationRun) -> str:
         given = _given_credentials(payload, image.host)
         artifact = pull(run, app, image, given)
     elif current is not None:
-        run.log(f"Deploying {current.source} again ({current.image})")
+        run.log(f"Deploying {current.source_text()} again ({current.image})")
         artifact = Artifact(current.image, current.source, list(current.services))
+        git_ref = current.git_ref
     else:
         raise NeverDeployed(app.handle)
     run.check_cancelled()
@@ -105,6 +109,8 @@ def deploy(run: OperationRun) -> str:
             config_version=app.config_version,
             services=services,
             operation_id=run.operation.id,
+            kind=run.operation.type.value,
+            git_ref=git_ref,
         )
 
     release = new_release(artifact.services)
@@ -124,8 +130,10 @@ def deploy(run: OperationRun) -> str:
     )
     if given is not None:
         run.log(f"Saved the credentials for {given.host} for later deploys of {app.handle}")
-    run.log(f"Release {release.id} is live at {platform.url(app.handle)}")
-    return f"release {release.id} ({artifact.source}) with configuration version {version}"
+    run.log(f"Release {release.number} is live at {platform.url(app.handle)}")
+    return (
+        f"release {release.number} ({release.source_text()}) with configuration version {version}"
+    )
 
 
 def restart_with(
@@ -152,8 +160,10 @@ def restart_with(
         config_version=app.config_version,
         services=list(current.services),
         operation_id=run.operation.id,
+        kind=run.operation.type.value,
+        git_ref=current.git_ref,
     )
-    run.log(f"Restarting {app.handle} with release {release.id} ({current.image})")
+    run.log(f"Restarting {app.handle} with release {release.number} ({current.image})")
     roll_out(run, app, release, values, health)
     return release
 
@@ -207,7 +217,7 @@ def roll_out(
 
     def failed() -> None:
         platform.store.fail_release(release.id)
-        run.log(f"Removed the containers of release {release.id}; the previous release stays")
+        run.log(f"Removed the containers of release {release.number}; the previous release stays")
 
     switch_over(
         run,
@@ -274,7 +284,7 @@ def switch_over(
         router.route(app.handle, serving)
         run.log(
             f"Router: {platform.url(app.handle)} now goes to {len(serving)} container(s) "
-            f"of release {release.id}"
+            f"of release {release.number}"
         )
     elif app.handle in router.routes():
         # Still routed, to nothing: the router answers 503 saying so (404 is

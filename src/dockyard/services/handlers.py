@@ -8,6 +8,7 @@ from dockyard.domain.errors import InvalidInput
 from dockyard.domain.operations import OperationType
 from dockyard.services.configuration import change_from_payload
 from dockyard.services.deploying import deploy, restart_with
+from dockyard.services.rolling_back import rollback
 from dockyard.services.running import OperationRun
 from dockyard.services.scaling import scale
 
@@ -39,8 +40,8 @@ def restart(run: OperationRun) -> str:
     if release is None:
         raise InvalidInput(f"app {app.handle!r} has never been deployed: nothing to restart")
     run.platform.store.activate_release(app.id, release.id, config=None, credentials=None)
-    run.log(f"{app.handle} restarted with release {release.id}")
-    return f"release {release.id}"
+    run.log(f"{app.handle} restarted with release {release.number}")
+    return f"release {release.number}"
 
 
 def deprovision(run: OperationRun) -> str:
@@ -73,6 +74,7 @@ HANDLERS: dict[OperationType, Callable[[OperationRun], str]] = {
     OperationType.DEPLOY: deploy,
     OperationType.RESTART: restart,
     OperationType.SCALE: scale,
+    OperationType.ROLLBACK: rollback,
     OperationType.DEPROVISION: deprovision,
 }
 

@@ -1,4 +1,4 @@
-"""Deploys and restarts as users ask for them, and what an app is running."""
+"""Deploys and restarts as users ask for them, the app's releases, and what it runs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 from dockyard.domain import records
 from dockyard.domain.archives import check_archive
 from dockyard.domain.building import validate_commitish
-from dockyard.domain.configuration import ConfigChange
+from dockyard.domain.configuration import MASK, ConfigChange
 from dockyard.domain.containers import Container
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.images import ImageReference
 from dockyard.domain.operations import OperationType
-from dockyard.domain.releases import HealthCheck, Release
+from dockyard.domain.releases import HealthCheck, Release, ReleaseNotFound
 from dockyard.services import apps
 from dockyard.services.context import Platform
 from dockyard.services.deploying import NeverDeployed
@@ -48,7 +48,7 @@ def start_deploy(
                 f"{git_commitish!r} names no commit pushed to {app.handle}: push it first, "
                 f"e.g. git push dockyard main:{git_commitish}"
             )
-        git = {"commit": commit, "archive": None}
+        git = {"commit": commit, "archive": None, "commitish": git_commitish}
     elif app.current_release_id is None:
         raise NeverDeployed(app.handle)
     HealthCheck.from_configuration(change.set)
@@ -118,6 +118,28 @@ def start_scale(
     app = apps.find(platform, user, handle)
     check_scale(platform, app, service, count)
     return start(platform, app, OperationType.SCALE, {"service": service, "count": count}, user)
+
+
+def list_releases(
+    platform: Platform, user: records.User, handle: str
+) -> tuple[records.App, list[Release]]:
+    """The app's releases, newest first, and the app (which one is current)."""
+    app = apps.find(platform, user, handle)
+    return app, platform.store.releases(app.id)
+
+
+def show_release(
+    platform: Platform, user: records.User, handle: str, number: int, *, reveal: bool = False
+) -> tuple[records.App, Release, dict[str, str]]:
+    """One release and its configuration: every value masked unless ``reveal``."""
+    app = apps.find(platform, user, handle)
+    release = platform.store.release_by_number(app.id, number)
+    if release is None:
+        raise ReleaseNotFound(app.handle, number)
+    values = platform.store.configuration(app.id, release.config_version).values
+    if not reveal:
+        values = dict.fromkeys(values, MASK)
+    return app, release, values
 
 
 @dataclass(frozen=True)

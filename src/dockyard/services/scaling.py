@@ -73,7 +73,7 @@ def _scale_down_by_restart(
     assert release is not None
     run.platform.store.activate_release(scaled.id, release.id, config=None, credentials=None)
     run.platform.store.set_scale(scaled.id, dict(scaled.scale))
-    return f"{service.name} runs {count} container(s) (release {release.id})"
+    return f"{service.name} runs {count} container(s) (release {release.number})"
 
 
 def _current_release(platform: Platform, app: records.App) -> Release:

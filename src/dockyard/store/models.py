@@ -159,9 +159,16 @@ class Worker(Base):
 
 class Release(Base):
     __tablename__ = "releases"
+    __table_args__ = (Index("uq_releases_app_number", "app_id", "number", unique=True),)
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    # The app's own numbering, from 1: what users see and name.
+    number: Mapped[int] = mapped_column(Integer, server_default="0")
+    # What made it: the type of the operation that created it.
+    kind: Mapped[str] = mapped_column(String(16), server_default="deploy")
+    # The branch pushed or the commitish deployed, for a release built from a commit.
+    git_ref: Mapped[str | None] = mapped_column(Text)
     operation_id: Mapped[int | None] = mapped_column(
         ForeignKey("operations.id", ondelete="SET NULL")
     )

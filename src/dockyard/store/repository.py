@@ -80,7 +80,7 @@ def _app(row: models.App) -> records.App:
     )
 
 
-def _release(row: models.Release) -> Release:
+def _release(row: models.Release, created_by: str | None = None) -> Release:
     return Release(
         id=row.id,
         app_id=row.app_id,
@@ -89,7 +89,18 @@ def _release(row: models.Release) -> Release:
         config_version=row.config_version,
         services=tuple(Service(s["name"], s["command"]) for s in json.loads(row.services)),
         status=row.status,
+        number=row.number,
+        kind=row.kind,
+        git_ref=row.git_ref,
+        created_at=row.created_at,
+        created_by=created_by or "",
     )
+
+
+# A release with the name of who started the operation that made it.
+_RELEASE_WITH_CREATOR = select(models.Release, models.Operation.created_by).outerjoin(
+    models.Operation, models.Operation.id == models.Release.operation_id
+)
 
 
 class Store:
@@ -598,10 +609,23 @@ class Store:
         config_version: int,
         services: list[Service],
         operation_id: int,
+        kind: str,
+        git_ref: str | None = None,
     ) -> Release:
+        """A pending release, numbered next among the app's.
+
+        An app's operations run one at a time, so no two number at once; the
+        unique (app_id, number) index would refuse the second if they did.
+        """
         with self._write(changes_apps=False) as s:
+            latest = s.scalar(
+                select(func.max(models.Release.number)).where(models.Release.app_id == app_id)
+            )
             row = models.Release(
                 app_id=app_id,
+                number=(latest or 0) + 1,
+                kind=kind,
+                git_ref=git_ref,
                 operation_id=operation_id,
                 image=image,
                 source=source,
@@ -619,6 +643,15 @@ class Store:
             row = s.get(models.Release, release_id)
             return _release(row) if row else None
 
+    def release_by_number(self, app_id: int, number: int) -> Release | None:
+        with self._read() as s:
+            found = s.execute(
+                _RELEASE_WITH_CREATOR.where(
+                    models.Release.app_id == app_id, models.Release.number == number
+                )
+            ).first()
+            return _release(*found) if found else None
+
     def fail_release(self, release_id: int) -> None:
         with self._write(changes_apps=False) as s:
             s.execute(
@@ -634,15 +667,19 @@ class Store:
         *,
         config: tuple[dict[str, str], int] | None,
         credentials: RegistryCredentials | None,
+        config_version: int | None = None,
     ) -> int:
         """Make the release current, with its new configuration and credentials.
 
         All or nothing: a deploy's configuration and credentials are kept only
-        together with the release they came with. Returns the config version.
+        together with the release they came with. ``config_version`` makes an
+        existing version current again (a rollback). Returns the config version.
         """
         with self._write() as s:
             version = self._current_version(s, app_id)
-            if config is not None:
+            if config_version is not None:
+                version = config_version
+            elif config is not None:
                 values, operation_id = config
                 version = self._add_version(s, app_id, values, operation_id)
             s.execute(
@@ -671,13 +708,14 @@ class Store:
             )
 
     def releases(self, app_id: int) -> list[Release]:
+        """The app's releases, newest first."""
         with self._read() as s:
-            rows = s.scalars(
-                select(models.Release)
-                .where(models.Release.app_id == app_id)
-                .order_by(models.Release.id.desc())
+            rows = s.execute(
+                _RELEASE_WITH_CREATOR.where(models.Release.app_id == app_id).order_by(
+                    models.Release.number.desc()
+                )
             )
-            return [_release(r) for r in rows]
+            return [_release(row, created_by) for row, created_by in rows]
 
     def live_releases(self, handle: str | None = None) -> dict[str, Release]:
         """Every app's current release (or one app's), by app handle."""

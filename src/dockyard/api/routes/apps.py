@@ -75,6 +75,7 @@ def show_app(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> Ap
         url=now.url,
         release=ReleaseOut(
             id=release.id,
+            number=release.number,
             image=release.image,
             source=release.source,
             config_version=release.config_version,
