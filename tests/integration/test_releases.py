@@ -20,7 +20,8 @@ from alembic.config import Config
 
 from dockyard.domain.configuration import MASK
 from dockyard.store.database import MIGRATIONS, make_engine, migrate
-from tests.integration.registry import Registry, docker_client
+from tests.integration.gitpush import WorkingCopy
+from tests.integration.registry import Registry, docker_client, engine_client
 from tests.integration.servers import Server, new_postgres_database
 from tests.integration.test_deploys import (
     credentials,
@@ -29,6 +30,7 @@ from tests.integration.test_deploys import (
     request_loop,
     served,
 )
+from tests.integration.test_git_deploys import _creds, remote, web
 
 
 def releases(server: Server, app: str, token: str | None = None) -> list[dict]:
@@ -162,6 +164,28 @@ def test_rollback_to_a_release_whose_image_is_gone_changes_nothing(
     assert environment_of(server, app)["GREETING"] == "two"
     after = releases(server, app)
     assert [(r["number"], r["current"]) for r in after] == [(2, True), (1, False)]
+
+
+def test_rollback_to_a_pruned_build_changes_nothing(
+    server: Server, registry: Registry, app: str, backend: str, tmp_path: Path
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo = WorkingCopy(tmp_path / "work", remote(server, app))
+    # Content of its own: another app's identical build would share the image.
+    commit = repo.commit(web(registry, f"built-{uuid.uuid4().hex}"))
+    assert repo.push("main").code == 0
+    assert deploy(server, app, registry.image("web:v2"), *credentials(registry)).code == 0
+    built = releases(server, app)[1]
+    assert built["source"] == f"git:{commit[:7]} (main)", built
+    assert (built["git_commit"], built["git_ref"]) == (commit, "main")
+    with engine_client(backend) as client:  # what a prune of old builds does to it
+        client.images.remove(built["image"], force=True)
+
+    rolled = server.cli("rollback", "--app", app, "--release", "1")
+    assert rolled.code == 7, rolled.text
+    assert "back to release 1" in rolled.err and "the built image was removed" in rolled.err
+    assert served(server, app) == "hello-v2"
+    assert [r["number"] for r in releases(server, app)] == [2, 1]
 
 
 # --- per-app numbers across the migration ---

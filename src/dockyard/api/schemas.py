@@ -216,7 +216,8 @@ class ContainerOut(BaseModel):
     id: str
     service: str
     index: int
-    release: int
+    release: int  # the store's id, as the container's label carries it
+    release_number: int | None  # the app's number for it
     address: str
     port: int
     state: str

@@ -157,7 +157,13 @@ def apps_show(session: Session, app: str, output: str) -> None:
     if shown["containers"]:
         echo(session.env)
         rows = [
-            [f"{c['service']}.{c['index'] + 1}", c["state"], c["port"], c["release"], c["id"]]
+            [
+                f"{c['service']}.{c['index'] + 1}",
+                c["state"],
+                c["port"],
+                c["release_number"] or "-",
+                c["id"],
+            ]
             for c in shown["containers"]
         ]
         table(session.env, ["container", "state", "port", "release", "id"], rows)

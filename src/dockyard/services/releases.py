@@ -148,23 +148,27 @@ class Running:
     release: Release | None
     containers: list[Container]
     registry_hosts: list[str]
+    numbers: dict[int, int]  # the numbers of the releases the containers are of, by id
 
 
 def running(platform: Platform, app: records.App) -> Running:
     release = None
     containers: list[Container] = []
+    numbers: dict[int, int] = {}
     if app.current_release_id is not None:
         release = platform.store.get_release(app.current_release_id)
         containers = sorted(
             platform.scheduler().containers(app.handle),
             key=lambda c: (c.release, c.service, c.index),
         )
+        numbers = {r.id: r.number for r in platform.store.releases(app.id)}
     return Running(
         url=platform.url(app.handle),
         release=release,
         containers=containers,
         # Hosts the app has credentials of its own for (a source, or stored by a deploy).
         registry_hosts=sorted({source.host for source in platform.store.sources(app)}),
+        numbers=numbers,
     )
 
 

@@ -89,6 +89,7 @@ def show_app(handle: HandlePath, platform: PlatformDep, user: CurrentUser) -> Ap
                 service=c.service,
                 index=c.index,
                 release=c.release,
+                release_number=now.numbers.get(c.release),
                 address=c.address,
                 port=c.port,
                 state=c.state,
