@@ -39,7 +39,7 @@ SEED = 9
 #   operation (as Aptible's), and the app is there until that has run, so the
 #   check ``use_after_free`` (a deleted resource must answer 404 at once) is
 #   left out too.
-STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys|releases/rollback"
+STATEFUL = "deploy|scale|restart|logs|configuration|git-deploys|releases"
 # - ``/registries``: a source has exactly one kind (``--username``, ``--aws-ecr``
 #   or ``--credential-helper``), is fetched before it is stored, and global ones
 #   are for admins: well-formed requests get the domain's 403, 404 or 422.

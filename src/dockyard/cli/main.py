@@ -464,9 +464,7 @@ def rollback(session: Session, app: str, number: int | None, detach: bool, outpu
     """Bring back a release's image and configuration together, as a new release."""
     if number is not None and number < 1:
         raise InvalidInput(f"release numbers start at 1, not {number}")
-    operation = session.client.request(
-        "POST", f"/apps/{app}/releases/rollback", json={"release": number}
-    )
+    operation = session.client.request("POST", f"/apps/{app}/releases", json={"release": number})
     _await_operation(session, operation, detach=detach, output=output)
 
 

@@ -47,13 +47,13 @@ def show_release(
 
 
 @router.post(
-    "/apps/{handle}/releases/rollback",
-    status_code=202,
-    responses=responses(401, 404, 409, 413, 422),
+    "/apps/{handle}/releases", status_code=202, responses=responses(401, 404, 409, 413, 422)
 )
 def rollback(
     handle: HandlePath, body: RollbackIn, platform: PlatformDep, user: CurrentUser
 ) -> OperationOut:
-    """Bring back a release's image and configuration as a new release (default: the
-    live release before the current one)."""
+    """Roll back: a new release with release ``release``'s image and configuration
+    (default: the live release before the current one), as a ``rollback`` operation.
+
+    As Heroku's API makes a rollback: a new release from an old one."""
     return OperationOut.of(rolling_back.start_rollback(platform, user, handle, body.release))
