@@ -103,6 +103,7 @@ def test_rollback_brings_back_image_and_configuration_together(
     assert unknown.code == 4 and "has no release 99" in unknown.err, unknown.text
     assert server.cli("releases:show", "--app", app, "99").code == 4
     assert server.cli("rollback", "--app", app, "--release", "0").code == 6
+    assert server.cli("releases:show", "--app", app, str(2**40)).code == 6  # beyond any number
     assert len(releases(server, app)) == 3
 
     # Someone else's app is not found, as everywhere.

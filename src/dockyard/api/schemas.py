@@ -111,7 +111,11 @@ HandlePath = Annotated[Handle, Path(description="The app's handle")]
 UserNamePath = Annotated[UserName, Path(description="A user's name")]
 ConfigKeyPath = Annotated[ConfigKey, Path(description="A configuration key")]
 OperationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The operation's id")]
-ReleaseNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="The release's number")]
+# Release numbers are 32-bit integers in the store.
+MAX_RELEASE_NUMBER = 2**31 - 1
+ReleaseNumber = Annotated[
+    int, Path(ge=1, le=MAX_RELEASE_NUMBER, description="The release's number")
+]
 LogLineId = Annotated[int, Query(ge=0, le=MAX_ID, description="Only lines after this log line id")]
 TailLines = Annotated[int, Query(ge=0, le=MAX_ID, description="Lines to show first")]
 
@@ -209,7 +213,7 @@ class ReleaseDetail(ReleaseSummary):
 
 
 class RollbackIn(_In):
-    release: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+    release: Annotated[int, Field(ge=1, le=MAX_RELEASE_NUMBER)] | None = None
 
 
 class ContainerOut(BaseModel):
