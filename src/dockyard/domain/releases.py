@@ -197,10 +197,12 @@ def builds_to_keep(
 ) -> set[int]:
     """Ids of the releases whose build tags stay, keeping their images.
 
-    The images the last ``count`` releases run stay (a restart or a rollback
-    runs an older release's image), and the current one's: every tag of
-    such an image is kept. ``releases`` newest first.
+    The images the last ``count`` releases that went live ran stay (those
+    can be rolled back to; a restart or a rollback runs an older release's
+    image), and the current one's: every tag of such an image is kept.
+    ``releases`` newest first.
     """
-    wanted = {r.image for r in releases[:count] if r.from_commit}
+    live = [r for r in releases if r.live]
+    wanted = {r.image for r in live[:count] if r.from_commit}
     wanted |= {r.image for r in releases if r.id == current_id and r.from_commit}
     return {r.id for r in releases if r.from_commit and r.image in wanted}

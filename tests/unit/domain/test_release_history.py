@@ -135,3 +135,13 @@ def test_the_current_release_stays_even_when_old() -> None:
 
 def test_image_deploys_keep_no_build() -> None:
     assert builds_to_keep(newest_first(release(1), release(2)), current_id=102) == set()
+
+
+def test_failed_releases_do_not_count_among_the_ten() -> None:
+    good = [built(n, f"sha256:{n:064x}") for n in range(1, 11)]
+    failed = [
+        release(n, "failed", image=f"sha256:{n:064x}", source=f"git:{n:040x}")
+        for n in range(11, 14)
+    ]
+    kept = builds_to_keep(newest_first(*good, *failed), current_id=110)
+    assert kept == {100 + n for n in range(1, 11)}
