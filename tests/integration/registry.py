@@ -44,6 +44,9 @@ IMAGES = {
     'CMD ["sh", "-c", "httpd -p $PORT -h /www; i=0; '
     'while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"]\n',
     "crash:v1": 'FROM {base}\nCMD ["sh", "-c", "echo boom: cannot start; exit 3"]\n',
+    # An image the engine refuses to start: it has no command at all. (One
+    # whose command is missing starts: docker-init, its PID 1, exits 127.)
+    "nocmd:v1": "FROM {base}\nCMD []\n",
     "silent:v1": 'FROM {base}\nCMD ["sh", "-c", "echo never listening; exec sleep 3600"]\n',
     "procfile:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=procfile")
     + "RUN mkdir -p /.dockyard && printf 'web: exec httpd -f -p $PORT -h /www\\n"

@@ -7,6 +7,7 @@ sections word for word, with ``dockyard`` for ``aptible``.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -346,6 +347,34 @@ def test_failing_release_is_removed_and_the_old_one_serves(
     assert after["release"] == before["release"]
     assert [c["id"] for c in after["containers"]] == [c["id"] for c in before["containers"]]
     assert after["config_version"] == before["config_version"]
+
+
+NO_CMD = (
+    "cmd.1: the image has no CMD or ENTRYPOINT: set one in the Dockerfile, "
+    "or give each service its command in a Procfile"
+)
+
+
+def test_an_image_the_engine_will_not_start_is_told_as_the_users_to_fix(
+    server: Server, registry: Registry, app: str, backend: str
+) -> None:
+    if backend == "swarm":
+        pytest.skip("Swarm's tasks fail after the service is made: told by the health check")
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    before, engine_had = show(server, app), {o.id for o in app_objects(backend, app)}
+    result = deploy(server, app, registry.image("nocmd:v1"))
+    assert result.code == 7, result.text
+    assert re.fullmatch(
+        rf"Error: operation \d+ failed: {re.escape(NO_CMD)}", result.err.splitlines()[-1]
+    )
+    assert result.text.count(NO_CMD) == 2  # in the operation's log, then as the error
+    assert "internal error" not in result.text
+    after = show(server, app)
+    assert after["release"] == before["release"]
+    assert [c["id"] for c in after["containers"]] == [c["id"] for c in before["containers"]]
+    assert served(server, app) == "hello-v1"
+    # The refused container, created before the engine would not start it, went.
+    assert {o.id for o in app_objects(backend, app)} == engine_had
 
 
 def test_strict_health_check_passes_with_healthcheck_route(

@@ -155,3 +155,9 @@ class NoNetworkAddresses(DockyardError):
             "(each app has one): give dockerd a larger --default-address-pool, "
             "or deprovision apps that are no longer used"
         )
+
+
+class ContainerRefused(DockyardError):
+    """The engine would not start a container, for a reason of the image's."""
+
+    kind = "container_refused"

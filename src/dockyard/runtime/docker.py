@@ -15,6 +15,7 @@ The router, a host process, reaches each container at its address.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from docker.errors import APIError, NotFound
 from docker.types import LogConfig
 
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials, Runtime
+from dockyard.domain.errors import ContainerRefused
+from dockyard.domain.refusals import explain_refusal
 from dockyard.runtime.building import EngineBuilder
 from dockyard.runtime.engine import (
     LABEL_APP,
@@ -73,10 +76,25 @@ class DockerScheduler:
         return started
 
     def _run(self, spec: ContainerSpec, index: int, command: Any) -> Container:
+        name = f"dy-{self._engine.installation}.{spec.app}.{spec.service}.{index}.r{spec.release}"
+        try:
+            return self._create_and_start(spec, index, command, name)
+        except APIError as exc:
+            # Created, then refused at start: it goes, whatever the reason.
+            with contextlib.suppress(NotFound, APIError):
+                self._client.api.remove_container(name, force=True)
+            told = explain_refusal(str(exc.explanation or ""))
+            if told is None:
+                raise
+            raise ContainerRefused(f"{spec.service}.{index + 1}: {told}") from None
+
+    def _create_and_start(
+        self, spec: ContainerSpec, index: int, command: Any, name: str
+    ) -> Container:
         container = self._client.containers.run(
             spec.image,
             command=command,
-            name=f"dy-{self._engine.installation}.{spec.app}.{spec.service}.{index}.r{spec.release}",
+            name=name,
             detach=True,
             network=self._engine.network(spec.app),
             init=True,  # forwards SIGTERM, so a stop takes no full grace period
