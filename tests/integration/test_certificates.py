@@ -474,7 +474,6 @@ def https_options(pebble: Pebble, https_port: int, **env: str) -> dict[str, obje
     return {
         "router_port": pebble.http_port,  # where pebble validates HTTP-01
         "extra_args": [
-            "--router", "haproxy",
             "--router-https-listen", f"127.0.0.1:{https_port}",
             "--acme-ca", pebble.directory,
             "--acme-ca-root", str(pebble.tls_root),
@@ -624,6 +623,25 @@ def test_https_with_acme_certificates(
     assert b"PRIVATE KEY" not in server.database_bytes()
     for path in (server.data_dir / "router" / "certs").iterdir():
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_the_default_name_from_the_acme_ca_with_acme_default_domain(
+    fresh_server: Callable[..., Server], registry: Registry, router_pebble: Pebble, tmp_path: Path
+) -> None:
+    port = free_port()
+    options = https_options(router_pebble, port)
+    options["extra_args"] = [*options["extra_args"], "--acme-default-domain"]  # type: ignore[misc]
+    server = fresh_server(**options)
+    app = "dflt-" + os.urandom(4).hex()
+    assert server.cli("apps:create", app).code == 0
+    assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
+    default = f"{app}.dockyard.localhost"
+    issued = wait_for_status(server, app, default, "issued")
+    assert issued["source"] == "acme" and issued["issuer"].startswith("Pebble Intermediate CA")
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(router_pebble.issuing_root())
+    got = curl(f"https://{default}:{port}/", default, port, "--cacert", str(root))
+    assert got.returncode == 0 and got.stdout.strip() == "hello-v1", got.stderr
 
 
 def test_renewal_is_served_without_a_reload_or_a_failed_request(
