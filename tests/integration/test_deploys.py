@@ -313,7 +313,7 @@ def test_deploy_without_image_on_a_new_app(server: Server, app: str) -> None:
 @pytest.mark.parametrize(
     ("image", "settings", "expected"),
     [
-        ("crash:v1", [], ["exited", "boom: cannot start"]),
+        ("crash:v1", [], ["exited with code 3", "boom: cannot start"]),
         (
             "silent:v1",
             ["RELEASE_HEALTHCHECK_TIMEOUT=2"],

@@ -79,6 +79,10 @@ class Container:
     # Swarm: the task running the slot now (``docker service ps`` shows it);
     # the id above names the slot, which outlives its tasks.
     task: str = ""
+    # How it last exited, when it did (None: it has not, or nobody knows),
+    # and what the engine said when it would not run it (Swarm's task error).
+    exit_code: int | None = None
+    error: str = ""
 
     @property
     def shown_id(self) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dockyard.domain.containers import Container
+from dockyard.domain.refusals import describe_exit
 from dockyard.domain.releases import STAY_UP_SECONDS, HealthCheck
 
 
@@ -40,8 +41,10 @@ def judge(
     ``probe`` asks the container over HTTP; it is called only when the
     answer decides something (a routed container that runs).
     """
-    if state is None or not (state.running or state.starting):
-        return Verdict(failure=f"exited ({state.state if state else 'gone'})")
+    if state is None:
+        return Verdict(failure="exited (gone)")
+    if not (state.running or state.starting):
+        return Verdict(failure=f"{describe_exit(state.exit_code, state.error)} ({state.state})")
     if state.starting:
         if elapsed >= health.timeout:
             return Verdict(failure=f"did not start within {health.timeout:.0f} s ({state.state})")

@@ -45,3 +45,23 @@ def explain_refusal(explanation: str) -> str | None:
     if found := _NO_CWD.search(explanation):
         return f"the image's WORKDIR {found['directory']!r} cannot be entered"
     return None
+
+
+# What a shell, docker-init or the kernel means by an exit status.
+_MEANINGS = {
+    126: "its command is not executable",
+    127: "its command was not found in the image",
+    137: "killed (SIGKILL): out of memory, or stopped by force",
+    139: "crashed (segmentation fault)",
+    143: "stopped (SIGTERM)",
+}
+
+
+def describe_exit(code: int | None, error: str = "") -> str:
+    """``exited with code 127: its command was not found in the image``, or as much as is known."""
+    if error and (told := explain_refusal(error)):
+        return f"could not run: {told}"
+    if code is None:
+        return f"could not run: {error}" if error else "exited"
+    meaning = _MEANINGS.get(code)
+    return f"exited with code {code}" + (f": {meaning}" if meaning else "")

@@ -16,6 +16,7 @@ The router, a host process, reaches each container at its address.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ from dockyard.runtime.images import EngineImages
 # Each container has a network namespace of its own: every one listens on
 # the same port, as on Aptible and Dokku.
 APP_PORT = 5000
+_EXIT_CODE = re.compile(r"(Exited|Restarting) \((?P<code>\d+)\)")
 
 
 def docker_runtime(installation: str, base_url: str | None = None) -> Runtime:
@@ -199,12 +201,17 @@ class DockerScheduler:
         listed = "Labels" in found
         labels = found["Labels"] if listed else found["Config"]["Labels"]
         state = found.get("State", {})
-        if isinstance(state, dict):
+        exit_code: int | None = None
+        if isinstance(state, dict):  # inspected
             status = str(state.get("Status", "unknown"))
             if status == "running" and state.get("Restarting"):
                 status = "restarting"
-        else:
+            if status in ("exited", "restarting", "dead"):
+                exit_code = int(state.get("ExitCode", 0))
+        else:  # listed: "Exited (3) 2 seconds ago", "Restarting (137) 1 second ago"
             status = str(state)
+            if found_code := _EXIT_CODE.match(str(found.get("Status", ""))):
+                exit_code = int(found_code["code"])
         app = labels.get(LABEL_APP, "")
         networks = (found.get("NetworkSettings") or {}).get("Networks") or {}
         if "host" in networks:
@@ -221,4 +228,5 @@ class DockerScheduler:
             port=int(labels.get(LABEL_PORT, "0")),
             state=status,
             address=address,
+            exit_code=exit_code,
         )

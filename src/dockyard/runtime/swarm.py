@@ -318,8 +318,11 @@ class SwarmScheduler:
             running = [t for t in wanted if t["Status"]["State"] == "running"]
             task = (running or sorted(wanted, key=lambda t: str(t["UpdatedAt"])))[-1]
             state = str(task["Status"]["State"])
-            if state != "running" and any(t["Status"]["State"] in _FAILED for t in tasks):
+            failed = [t for t in tasks if t["Status"]["State"] in _FAILED]
+            exited = task
+            if state != "running" and failed:
                 state = "failed"  # and Swarm is starting it again
+                exited = sorted(failed, key=lambda t: str(t["UpdatedAt"]))[-1]
             node = task.get("NodeID")
             found.append(
                 Container(
@@ -332,6 +335,8 @@ class SwarmScheduler:
                     state=state,
                     address=self._address(node) if node else "",
                     task=str(task["ID"]),
+                    exit_code=_exit_code(exited),
+                    error=str(exited["Status"].get("Err") or ""),
                 )
             )
         return found
@@ -488,3 +493,11 @@ class SwarmBuilder:
         reference = ImageReference.parse(f"{repository}:{tag}")
         digest = self._images.resolve(reference, pushing)
         return str(reference.pinned(digest))
+
+
+def _exit_code(task: Mapping[str, Any]) -> int | None:
+    """How the task's container exited, once it has (Swarm says 0 while it runs)."""
+    if task["Status"]["State"] in ("running", "new", "pending", "assigned", "accepted"):
+        return None
+    found = (task["Status"].get("ContainerStatus") or {}).get("ExitCode")
+    return int(found) if isinstance(found, int) else None

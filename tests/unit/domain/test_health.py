@@ -29,6 +29,23 @@ def test_gone_or_exited_fails_at_once() -> None:
     )
 
 
+@pytest.mark.parametrize(("code", "error", "failure"), [
+    (3, "", "exited with code 3 (restarting)"),
+    (127, "", "exited with code 127: its command was not found in the image (restarting)"),
+    (137, "", "exited with code 137: killed (SIGKILL): out of memory, or stopped by force "
+              "(restarting)"),
+    (None, "No command specified", "could not run: the image has no CMD or ENTRYPOINT: set one "
+     "in the Dockerfile, or give each service its command in a Procfile (restarting)"),
+    (1, "task: non-zero exit (1)", "exited with code 1 (restarting)"),
+    (None, "no suitable node", "could not run: no suitable node (restarting)"),
+])  # fmt: skip
+def test_an_exit_says_its_code_and_what_it_means(
+    code: int | None, error: str, failure: str
+) -> None:
+    exited = replace(RUNNING, state="restarting", exit_code=code, error=error)
+    assert judge(exited, routed=True, elapsed=0, health=LOOSE, probe=never).failure == failure
+
+
 def test_starting_waits_until_the_timeout() -> None:
     pulling = replace(RUNNING, state="preparing")
     assert judge(pulling, routed=True, elapsed=29, health=LOOSE, probe=never) is WAIT
