@@ -214,6 +214,7 @@ def _serve(settings: ServerSettings) -> None:
         _fail(str(exc))
     worker = Worker(platform, concurrency=settings.workers)
     worker.start()
+    platform.worker_id = worker.id  # one-off runs are this worker's, for recovery
     # Swarm moves tasks between nodes by itself: follow them sooner.
     default_interval = "5" if settings.runtime == "swarm" else "30"
     reconciler = Reconciler(

@@ -20,6 +20,7 @@ from dockyard.api.routes import (
     operations,
     registries,
     releases,
+    runs,
     users,
 )
 from dockyard.api.schemas import Health
@@ -48,7 +49,17 @@ def create_api(platform: Platform) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (users, apps, configuration, operations, releases, registries, domains, certs):
+    for module in (
+        users,
+        apps,
+        configuration,
+        operations,
+        releases,
+        runs,
+        registries,
+        domains,
+        certs,
+    ):
         api.include_router(module.router)
     # The git routes are written with the limits of what they read; their answers:
     api.include_router(git.router, responses=errors.responses(401, 404, 409, 413, 422))

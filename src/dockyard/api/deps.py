@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from dockyard.domain import records
 from dockyard.domain.errors import InvalidInput
@@ -39,8 +40,11 @@ async def get_user(
 CurrentUser = Annotated[records.User, Depends(get_user)]
 
 
-async def refuse_nul(request: Request) -> None:
-    """No NUL in a path or query: no name holds one, and PostgreSQL refuses them."""
+async def refuse_nul(request: HTTPConnection) -> None:
+    """No NUL in a path or query: no name holds one, and PostgreSQL refuses them.
+
+    An ``HTTPConnection``, not a ``Request``: WebSocket routes (``run``) get it too.
+    """
     query = request.query_params.multi_items()
     if "\x00" in request.url.path or any("\x00" in k + v for k, v in query):
         raise InvalidInput("invalid request: the URL contains a NUL character (%00)")

@@ -282,10 +282,14 @@ class OperationOut(BaseModel):
     finished_at: datetime | None
     message: str
     cancel_requested: bool
+    # A run's (``dockyard run``) command's exit status, once it has ended.
+    exit_status: int | None = None
 
     @classmethod
     def of(cls, operation: records.Operation) -> OperationOut:
+        exit_status = operation.payload.get("exit_status") if operation.type == "run" else None
         return cls(
+            exit_status=exit_status if isinstance(exit_status, int) else None,
             id=operation.id,
             app=operation.app_handle,
             type=operation.type.value,

@@ -904,6 +904,13 @@ def _follow(session: Session, operation_id: int, output: str) -> None:
         echo(session.env, f"Operation {operation_id} succeeded", err=True, fg="green")
 
 
+# One-off commands live in a module of their own (their WebSocket client too).
+from dockyard.cli.runs import run_command, ssh_command  # noqa: E402
+
+cli.add_command(run_command)
+cli.add_command(ssh_command)
+
+
 def main(
     args: Sequence[str] | None = None,
     env: Environment | None = None,
@@ -915,13 +922,15 @@ def main(
     for command in extra_commands:
         cli.add_command(command)
     try:
-        cli.main(
+        result = cli.main(
             args=list(args) if args is not None else None,
             obj=session,
             standalone_mode=False,
             prog_name="dockyard",
         )
-        return ExitCode.OK
+        # Without standalone mode click returns what a command's Exit carries
+        # (`run` ends with its command's status); other commands return None.
+        return int(result) if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Abort:
         echo(env, "Aborted.", err=True)
         return ExitCode.ERROR

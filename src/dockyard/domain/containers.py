@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dockyard.domain.images import ImageReference
+from dockyard.domain.runs import OneOff, OneOffSpec
 
 # The user a credential helper names for an identity token (Docker's protocol).
 IDENTITY_TOKEN_USER = "<token>"
@@ -206,6 +207,14 @@ class Scheduler(Protocol):
         Nothing restarts. A scheduler whose hosts pull only when a container
         starts (``pulls_on_nodes`` false) has nothing to renew. Returns how
         many services or containers now hold them.
+        """
+        ...
+
+    def one_off(self, spec: OneOffSpec, *, attach: bool = True) -> OneOff:
+        """Start a one-off container (``dockyard run``) on the app's own network.
+
+        Its image is on the engine already. It is attached to before it
+        starts unless ``attach`` is false; whoever waits for it removes it.
         """
         ...
 

@@ -12,6 +12,8 @@ class OperationType(enum.StrEnum):
     SCALE = "scale"
     ROLLBACK = "rollback"
     DEPROVISION = "deprovision"
+    # A one-off command (``dockyard run``): recorded, never queued.
+    RUN = "run"
 
 
 class OperationStatus(enum.StrEnum):

@@ -26,6 +26,7 @@ from docker.types import LogConfig
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials, Runtime
 from dockyard.domain.errors import ContainerRefused
 from dockyard.domain.refusals import explain_refusal
+from dockyard.domain.runs import OneOff, OneOffSpec
 from dockyard.runtime.building import EngineBuilder
 from dockyard.runtime.engine import (
     LABEL_APP,
@@ -37,6 +38,7 @@ from dockyard.runtime.engine import (
     merge_lines,
 )
 from dockyard.runtime.images import EngineImages
+from dockyard.runtime.one_off import start_one_off
 
 # Each container has a network namespace of its own: every one listens on
 # the same port, as on Aptible and Dokku.
@@ -195,6 +197,9 @@ class DockerScheduler:
         self, app: str, release: int, credentials: RegistryCredentials | None
     ) -> int:
         return 0  # the engine pulled before the containers started: none pulls later
+
+    def one_off(self, spec: OneOffSpec, *, attach: bool = True) -> OneOff:
+        return start_one_off(self._engine, spec, attach=attach)
 
     def _container(self, found: Mapping[str, Any]) -> Container:
         """A container as the engine lists it, or as it inspects it."""

@@ -56,6 +56,7 @@ from dockyard.domain.containers import (
     Runtime,
 )
 from dockyard.domain.images import ImageReference, built_repository
+from dockyard.domain.runs import OneOff, OneOffSpec
 from dockyard.runtime.building import EngineBuilder
 from dockyard.runtime.engine import (
     LABEL_APP,
@@ -66,6 +67,7 @@ from dockyard.runtime.engine import (
     merge_lines,
 )
 from dockyard.runtime.images import EngineImages, auth
+from dockyard.runtime.one_off import start_one_off
 
 # Slot N of a service whose port block is B listens on B*100+N: 10001-32732,
 # below Linux's ephemeral ports. Up to 32 tasks per service (MAX_CONTAINERS).
@@ -429,6 +431,13 @@ class SwarmScheduler:
     def forget(self, app: str) -> None:
         """Remove the app's network on the manager, where its builds ran."""
         self._engine.remove_networks(app)
+
+    def one_off(self, spec: OneOffSpec, *, attach: bool = True) -> OneOff:
+        """On the manager's engine (a node of the swarm), in the app's network there.
+
+        As the app's builds and release commands: never the host's network.
+        """
+        return start_one_off(self._engine, spec, attach=attach)
 
 
 class SwarmBuilder:

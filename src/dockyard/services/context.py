@@ -64,6 +64,9 @@ class Platform:
     image_registry: str | None = None
     installation: str = ""
     image_registry_credentials: RegistryCredentials | None = None
+    # The id of this process's worker: one-off runs (not queued) are recorded as
+    # its, so that a server that dies with runs going has them marked interrupted.
+    worker_id: str = ""
     # Set when the router serves HTTPS: where certificates come from.
     https: HttpsSettings | None = None
     # (app, release) -> what its services hold for pulls to come (Swarm). In

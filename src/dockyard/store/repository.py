@@ -49,6 +49,8 @@ _CLAIMABLE = (
             _earlier.app_id == models.Operation.app_id,
             _earlier.status.in_(_UNFINISHED),
             _earlier.id < models.Operation.id,
+            # One-off runs are recorded as operations but are no part of the queue.
+            _earlier.type != OperationType.RUN.value,
         ),
     )
     .order_by(models.Operation.id)
@@ -411,6 +413,50 @@ class Store:
             s.flush()
             return self._operation(row)
 
+    def record_run(
+        self, app: records.App, payload: dict[str, Any], user: records.User, worker_id: str
+    ) -> records.Operation:
+        """Record a one-off run as running now, outside the app's queue.
+
+        It carries ``worker_id`` (a worker of the process that runs it), so
+        that a server that dies with runs going has them marked interrupted.
+        """
+        sealed = self._cipher.encrypt(json.dumps(payload))
+        with self._write(changes_apps=False) as s:
+            at = now()
+            row = models.Operation(
+                app_id=app.id,
+                app_handle=app.handle,
+                type=OperationType.RUN.value,
+                status=OperationStatus.RUNNING.value,
+                created_by_id=user.id,
+                created_by=user.name,
+                created_at=at,
+                started_at=at,
+                payload=sealed,
+                message="",
+                cancel_requested=False,
+                worker_id=worker_id or None,
+            )
+            s.add(row)
+            s.flush()
+            return self._operation(row)
+
+    def finish_run(
+        self, operation_id: int, status: OperationStatus, message: str, exit_status: int | None
+    ) -> None:
+        """End a run's operation, keeping its command's exit status with it."""
+        with self._write(changes_apps=False) as s:
+            row = s.get(models.Operation, operation_id, with_for_update=True)
+            if row is None or row.status != OperationStatus.RUNNING.value:
+                return  # marked interrupted meanwhile
+            payload = json.loads(self._cipher.decrypt(row.payload))
+            payload["exit_status"] = exit_status
+            row.payload = self._cipher.encrypt(json.dumps(payload))
+            row.status = status.value
+            row.message = message
+            row.finished_at = now()
+
     def get_operation(self, operation_id: int) -> records.Operation | None:
         with self._read() as s:
             row = s.get(models.Operation, operation_id)
@@ -732,7 +778,8 @@ class Store:
         with self._read() as s:
             rows = s.scalars(
                 select(models.Operation.app_handle).where(
-                    models.Operation.status == OperationStatus.RUNNING.value
+                    models.Operation.status == OperationStatus.RUNNING.value,
+                    models.Operation.type != OperationType.RUN.value,  # runs change nothing
                 )
             )
             return set(rows)
