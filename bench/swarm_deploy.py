@@ -381,7 +381,7 @@ class Bench:
             return {"deploy": deploy, "scale": scale}
         finally:
             try:
-                self.server.cli_json("apps:deprovision", "--app", app)
+                self.server.cli_json("apps:deprovision", "--app", app, "--confirm", app)
                 # As for the baseline: the next side starts once the tasks are gone.
                 self.engines.wait_tasks_gone([service] if service else [])
             except (RuntimeError, subprocess.SubprocessError, ValueError) as exc:

@@ -167,14 +167,17 @@ class Server:
         code = main(list(args), env)
         return Result(int(code), out.getvalue(), err.getvalue())
 
-    def run(self, *args: str, token: str | None = None, **extra: str) -> Result:
-        """Run the real ``dockyard`` executable in a subprocess."""
+    def run(
+        self, *args: str, token: str | None = None, cwd: Path | None = None, **extra: str
+    ) -> Result:
+        """Run the real ``dockyard`` executable in a subprocess (in ``cwd``, if given)."""
         done = subprocess.run(
             [DOCKYARD, *args],
             env=self.environment(token, **extra),
             capture_output=True,
             text=True,
             timeout=120,
+            cwd=cwd,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 

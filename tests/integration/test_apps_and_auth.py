@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +37,9 @@ def test_missing_or_wrong_token_is_refused(server: Server, token: str, tmp_path:
     no_login = str(tmp_path / "no-login")
     result = server.cli("apps:create", "never-made", token=token, DOCKYARD_CONFIG_DIR=no_login)
     assert result.code == 3
-    assert result.err.strip() == "Error: missing or invalid API token"
+    assert result.err.strip() == (
+        "Error: missing or invalid API token: log in with `dockyard login --url URL --token TOKEN`"
+    )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = httpx.get(server.url + "/apps", headers=headers)
     assert response.status_code == 401
@@ -53,6 +57,78 @@ def test_login_saves_url_and_token_privately(server: Server) -> None:
     # Later commands use the saved login; DOCKYARD_TOKEN still overrides it.
     assert server.cli("apps", **variables).code == 0
     assert server.cli("apps", token="dky_wrong", DOCKYARD_URL="").code == 3
+
+
+def test_login_takes_a_url_without_its_scheme(server: Server) -> None:
+    variables = {"DOCKYARD_URL": "", "DOCKYARD_TOKEN": ""}
+    bare = server.url.removeprefix("http://")
+    result = server.cli("login", "--url", bare + "/", "--token", server.token, **variables)
+    assert result.code == 0, result.text
+    saved = server.data_dir.parent / "cli-config" / "config.json"
+    assert json.loads(saved.read_text())["url"] == server.url
+    assert server.cli("apps", **variables).code == 0
+    assert server.cli("apps", DOCKYARD_URL=bare).code == 0  # and in DOCKYARD_URL
+
+
+def test_a_mistyped_command_or_app_gets_the_closest_one(server: Server) -> None:
+    result = server.cli("confg", "--app", "x")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == "Error: no such command 'confg'; did you mean 'config'?\n"
+    handle = "storefront-" + os.urandom(3).hex()
+    assert server.cli("apps:create", handle).code == 0
+    typo = handle.replace("storefront", "storfront")
+    result = server.cli("config", "--app", typo)
+    assert result.code == 4
+    assert result.err == f"Error: app {typo!r} not found; did you mean {handle!r}?\n"
+
+
+def test_the_app_comes_from_this_directorys_git_remote(server: Server, tmp_path: Path) -> None:
+    first, second = ("here-" + os.urandom(3).hex() for _ in range(2))
+    for handle in (first, second):
+        assert server.cli("apps:create", handle).code == 0
+    assert server.cli("config:set", "--app", first, "WHERE=here").code == 0
+    repository = tmp_path / "checkout"
+    subprocess.run(["git", "init", "-q", str(repository)], check=True)
+    remote = f"{server.url.replace('http://', 'http://git:token@')}/git/{first}.git"
+    subprocess.run(["git", "-C", str(repository), "remote", "add", "dockyard", remote], check=True)
+    subprocess.run(["git", "-C", str(repository), "remote", "add", "github",
+                    "https://github.com/acme/shop.git"], check=True)  # fmt: skip
+    result = server.run("config", cwd=repository)
+    assert (result.code, result.out) == (0, "WHERE=here\n"), result.text
+    # Two apps of this server: which one is not guessed.
+    subprocess.run(["git", "-C", str(repository), "remote", "add", "staging",
+                    f"{server.url}/git/{second}.git"], check=True)  # fmt: skip
+    result = server.run("config", cwd=repository)
+    assert result.code == 2
+    assert result.err.strip() == (
+        f"Error: this directory's git remotes point at several apps ({first}, {second}): "
+        "pick one with --app"
+    )
+    assert server.run("config", "--app", second, cwd=repository).code == 0
+    # Outside any repository, --app is missing as before.
+    result = server.run("config", cwd=tmp_path)
+    assert result.code == 2 and "Missing option '--app'" in result.err
+
+
+def test_deprovision_asks_for_the_handle_again(server: Server, app: str) -> None:
+    result = server.cli("apps:deprovision", "--app", app)
+    assert result.code == 2
+    assert result.err.strip() == (
+        f"Error: this deletes {app} and everything it has: pass --confirm {app}, "
+        "or run it on a terminal to be asked"
+    )
+    result = server.cli("apps:deprovision", "--app", app, "--confirm", app + "x")
+    assert result.code == 6
+    assert result.err.strip() == (
+        f"Error: '{app}x' is not the app's handle '{app}': nothing was deleted"
+    )
+    assert server.cli("apps:show", "--app", app).code == 0  # still there
+    shown = server.run("apps:deprovision", "--help")
+    for removed in ("containers", "certificates", "configuration", "images built for it",
+                    "git", "grants"):  # fmt: skip
+        assert removed in shown.out, removed
+    assert server.cli("apps:deprovision", "--app", app, "--confirm", app).code == 0
+    assert server.cli("apps:show", "--app", app).code == 4
 
 
 def test_login_with_a_wrong_token_saves_nothing(server: Server) -> None:
@@ -93,7 +169,7 @@ def test_bad_handles_are_rejected(server: Server, bad: str) -> None:
 def test_longest_handle_is_accepted(server: Server) -> None:
     handle = "a" + "b" * 62
     assert server.cli("apps:create", handle).code == 0
-    assert server.cli("apps:deprovision", "--app", handle).code == 0
+    assert server.cli("apps:deprovision", "--app", handle, "--confirm", handle).code == 0
 
 
 def test_duplicate_handle_is_a_conflict(server: Server, app: str) -> None:
@@ -112,7 +188,7 @@ def test_unknown_app_is_not_found(server: Server) -> None:
         ["config", "--app", "no-such-app"],
         ["config:set", "--app", "no-such-app", "A=b"],
         ["operations", "--app", "no-such-app"],
-        ["apps:deprovision", "--app", "no-such-app"],
+        ["apps:deprovision", "--app", "no-such-app", "--confirm", "no-such-app"],
     ):
         result = server.cli(*command)
         assert result.code == 4, command
@@ -152,7 +228,7 @@ def test_non_admin_sees_only_granted_apps(server: Server, app: str, user_token: 
     changed = server.cli("config:set", "--app", app, "OWNER=mallory", token=token)
     assert changed.code == 4
     assert server.cli("operations", "--app", app, token=token).code == 4
-    assert server.cli("apps:deprovision", "--app", app, token=token).code == 4
+    assert server.cli("apps:deprovision", "--app", app, "--confirm", app, token=token).code == 4
     assert server.cli("config:get", "--app", app, "OWNER").out.strip() == "admin"
 
     # Granting is for admins only.
@@ -185,7 +261,7 @@ def test_non_admin_creates_and_owns_an_app(
 
 def test_deprovision_removes_app_and_frees_handle(server: Server, app: str) -> None:
     server.cli("config:set", "--app", app, "GONE=soon")
-    result = server.cli("apps:deprovision", "--app", app)
+    result = server.cli("apps:deprovision", "--app", app, "--confirm", app)
     assert result.code == 0, result.text
     assert f"{app} is deprovisioned" in result.out
     assert server.cli("apps:show", "--app", app).code == 4

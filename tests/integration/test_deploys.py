@@ -409,7 +409,7 @@ def test_deprovision_removes_containers_route_and_credentials(
 ) -> None:
     assert deploy(server, app, registry.image("web:v1"), *credentials(registry)).code == 0
     assert app_objects(backend, app) != []
-    assert server.cli("apps:deprovision", "--app", app).code == 0
+    assert server.cli("apps:deprovision", "--app", app, "--confirm", app).code == 0
     assert server.get(app).status_code == 404
     assert app_objects(backend, app) == []
     assert server.cli("apps:create", app).code == 0

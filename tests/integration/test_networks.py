@@ -39,7 +39,7 @@ def test_apps_get_networks_of_their_own_under_the_test_pool(
             (container,) = show(server, handle)["containers"]
             assert container["address"].startswith(config["Subnet"].rsplit(".", 1)[0])
         assert len(set(subnets.values())) == 2
-        gone = server.run("apps:deprovision", "--app", handles[0])
+        gone = server.run("apps:deprovision", "--app", handles[0], "--confirm", handles[0])
         assert gone.code == 0, gone.text
         assert client.api.networks(names=[f"dy-{installation}-{handles[0]}"]) == []
         assert client.api.networks(names=[f"dy-{installation}-{handles[1]}"]) != []

@@ -138,7 +138,7 @@ def test_direct_deploy_scaled_over_both_nodes(
     assert set(outcomes) == {"200 hello-v1"}, outcomes
     assert "GREETING=swarm" in server.get(app, "/cgi-bin/env").text
 
-    assert server.cli("apps:deprovision", "--app", app).code == 0
+    assert server.cli("apps:deprovision", "--app", app, "--confirm", app).code == 0
     assert server.get(app).status_code == 404
 
 

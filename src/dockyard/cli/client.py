@@ -21,10 +21,13 @@ _EXIT_FOR_STATUS = {
 
 
 class ApiError(Exception):
-    def __init__(self, message: str, exit_code: ExitCode = ExitCode.ERROR) -> None:
+    def __init__(
+        self, message: str, exit_code: ExitCode = ExitCode.ERROR, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.status = status  # the server's HTTP status; None if it did not answer
 
 
 def _error_from(response: httpx.Response) -> ApiError:
@@ -32,7 +35,8 @@ def _error_from(response: httpx.Response) -> ApiError:
         message = str(response.json()["message"])
     except (ValueError, KeyError, TypeError):
         message = f"the server answered {response.status_code} {response.reason_phrase}"
-    return ApiError(message, _EXIT_FOR_STATUS.get(response.status_code, ExitCode.ERROR))
+    exit_code = _EXIT_FOR_STATUS.get(response.status_code, ExitCode.ERROR)
+    return ApiError(message, exit_code, response.status_code)
 
 
 class Client:

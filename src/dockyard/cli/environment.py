@@ -58,11 +58,19 @@ class Environment:
         return path
 
     def api_url(self) -> str:
-        return (
+        return normalized_url(
             self.variables.get("DOCKYARD_URL")
             or self.saved_login().get("url")
             or "http://127.0.0.1:8800"
-        ).rstrip("/")
+        )
 
     def api_token(self) -> str | None:
         return self.variables.get("DOCKYARD_TOKEN") or self.saved_login().get("token")
+
+
+def normalized_url(url: str) -> str:
+    """``127.0.0.1:8800`` means ``http://127.0.0.1:8800``; no trailing slash."""
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    return url.rstrip("/")

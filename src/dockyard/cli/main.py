@@ -10,7 +10,8 @@ import click
 
 from dockyard import __version__
 from dockyard.cli.client import ApiError, Client
-from dockyard.cli.environment import Environment, ExitCode
+from dockyard.cli.environment import Environment, ExitCode, normalized_url
+from dockyard.cli.guessing import apps_of_remotes, did_you_mean, git_remote_urls
 from dockyard.cli.output import echo, output_option, print_json, short_time, table
 from dockyard.domain.configuration import ConfigChange
 from dockyard.domain.errors import InvalidInput
@@ -20,6 +21,7 @@ from dockyard.domain.errors import InvalidInput
 class Session:
     env: Environment
     _client: Client | None = field(default=None, init=False)
+    app: str | None = None  # the command's --app, to suggest a close one if it has none
 
     @property
     def client(self) -> Client:
@@ -34,8 +36,33 @@ class Session:
 
 pass_session = click.make_pass_decorator(Session)
 
+
+def _app_of_here(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """--app, else DOCKYARD_APP, else the app whose git remote on this server is here."""
+    session = ctx.find_object(Session)
+    if not value and session is not None:
+        apps = apps_of_remotes(git_remote_urls(), session.env.api_url())
+        if len(apps) > 1:
+            raise click.UsageError(
+                f"this directory's git remotes point at several apps ({', '.join(apps)}): "
+                "pick one with --app"
+            )
+        value = apps[0] if apps else None
+    if not value:
+        raise click.MissingParameter(ctx=ctx, param=param)
+    if session is not None:
+        session.app = value
+    return value
+
+
 app_option = click.option(
-    "--app", "-a", "app", required=True, envvar="DOCKYARD_APP", help="The app's handle."
+    "--app",
+    "-a",
+    "app",
+    envvar="DOCKYARD_APP",
+    callback=_app_of_here,
+    help="The app's handle (default: DOCKYARD_APP, or the app this directory's git remote "
+    "on this server is for).",
 )
 detach_option = click.option(
     "--detach", is_flag=True, help="Print the operation's id and return without waiting."
@@ -47,10 +74,30 @@ class OperationFailed(Exception):
     pass
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """A mistyped command is answered with the closest one."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            hint = did_you_mean(name, self.list_commands(ctx))
+            raise click.UsageError(f"no such command {name!r}{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dockyard")
 def cli() -> None:
-    """Dockyard: deploy apps from git pushes and private registry images."""
+    """Dockyard: deploy apps from git pushes and private registry images.
+
+    \b
+    Start with:
+      dockyard login --url http://127.0.0.1:8800 --token "$(cat DATA_DIR/admin-token)"
+      dockyard apps:create web
+      git push http://127.0.0.1:8800/git/web.git main    # or: dockyard deploy --docker-image
+    """
 
 
 # --- session ---
@@ -61,13 +108,19 @@ def cli() -> None:
 @click.option("--token", required=True, help="Your API token.")
 @pass_session
 def login(session: Session, url: str, token: str) -> None:
-    """Check a token against a server and save both for later commands."""
-    client = Client(url.rstrip("/"), token)
+    """Check a token against a server and save both for later commands.
+
+    \b
+    Example:
+      dockyard login --url 127.0.0.1:8800 --token "$(cat .dockyard/admin-token)"
+    """
+    url = normalized_url(url)
+    client = Client(url, token)
     try:
         me = client.request("GET", "/me")
     finally:
         client.close()
-    path = session.env.save_login(url.rstrip("/"), token)
+    path = session.env.save_login(url, token)
     echo(session.env, f"Logged in to {url} as {me['name']} (saved in {path})")
 
 
@@ -115,7 +168,7 @@ def apps_list(session: Session, output: str) -> None:
         print_json(session.env, apps)
         return
     rows = [[a["handle"], a["config_version"], short_time(a["created_at"])] for a in apps]
-    table(session.env, ["handle", "config", "created"], rows)
+    table(session.env, ["handle", "config version", "created"], rows)
 
 
 @cli.command("apps:create")
@@ -171,11 +224,42 @@ def apps_show(session: Session, app: str, output: str) -> None:
 
 @cli.command("apps:deprovision")
 @app_option
+@click.option(
+    "--confirm",
+    metavar="HANDLE",
+    help="The app's handle again: needed when not on a terminal (on one, you are asked).",
+)
 @detach_option
 @output_option
 @pass_session
-def apps_deprovision(session: Session, app: str, detach: bool, output: str) -> None:
-    """Deprovision an app: its configuration and grants are deleted."""
+def apps_deprovision(
+    session: Session, app: str, confirm: str | None, detach: bool, output: str
+) -> None:
+    """Delete an app and everything it has, at once; it cannot be undone.
+
+    Gone: its containers and its route, its custom domains and their
+    certificates, every version of its configuration, its releases and the
+    images built for it, the registry credentials stored for it, its git
+    repository, its network and its grants. Images in registries are not
+    touched.
+
+    \b
+    Example:
+      dockyard apps:deprovision --app web --confirm web
+    """
+    if confirm is None:
+        if not session.env.stdin.isatty():
+            raise click.UsageError(
+                f"this deletes {app} and everything it has: pass --confirm {app}, "
+                "or run it on a terminal to be asked"
+            )
+        session.env.stderr.write(
+            f"This deletes {app} and everything it has. Type {app} to confirm: "
+        )
+        session.env.stderr.flush()
+        confirm = session.env.stdin.readline().strip()
+    if confirm != app:
+        raise InvalidInput(f"{confirm!r} is not the app's handle {app!r}: nothing was deleted")
     operation = session.client.request("DELETE", f"/apps/{app}")
     _await_operation(session, operation, detach=detach, output=output)
 
@@ -255,7 +339,12 @@ def _parse_assignments(arguments: Sequence[str]) -> dict[str, Any]:
 def config_set(
     session: Session, app: str, assignments: tuple[str, ...], detach: bool, output: str
 ) -> None:
-    """Set configuration values (KEY= unsets KEY); a running app restarts."""
+    """Set configuration values (KEY= unsets KEY); a running app restarts.
+
+    \b
+    Example:
+      dockyard config:set --app web DATABASE_URL=postgres://db/web WORKERS=4
+    """
     _change(session, app, _parse_assignments(assignments), detach, output)
 
 
@@ -311,6 +400,12 @@ def deploy(
     Without --docker-image or --git-commitish, the app's current image is
     deployed again. KEY=VALUE arguments change the configuration only if the
     deploy succeeds.
+
+    \b
+    Examples:
+      dockyard deploy --app web --docker-image registry.example.com/web:v2 \\
+          --private-registry-username ci --private-registry-password "$TOKEN"
+      dockyard deploy --app web --git-commitish v1.4 FEATURE_X=on
     """
     body = {
         "docker_image": docker_image,
@@ -333,7 +428,14 @@ def deploy(
 def apps_scale(
     session: Session, app: str, service: str, container_count: int, detach: bool, output: str
 ) -> None:
-    """Run SERVICE in --container-count containers, each on its own PORT."""
+    """Run SERVICE in --container-count containers, each on its own PORT.
+
+    Without a Procfile the app's one service is called cmd.
+
+    \b
+    Example:
+      dockyard apps:scale --app web cmd --container-count 3
+    """
     body = {"service": service, "container_count": container_count}
     operation = session.client.request("POST", f"/apps/{app}/scale", json=body)
     _await_operation(session, operation, detach=detach, output=output)
@@ -345,7 +447,12 @@ def apps_scale(
 @click.option("--follow/--no-follow", default=True, help="Keep streaming new output.")
 @pass_session
 def logs(session: Session, app: str, tail: int, follow: bool) -> None:
-    """Stream the output of the app's containers."""
+    """Stream the output of the app's containers.
+
+    \b
+    Example:
+      dockyard logs --app web --tail 20 --no-follow
+    """
     params = {"tail": tail, "follow": follow}
     for line in session.client.lines(f"/apps/{app}/logs", params):
         echo(session.env, line)
@@ -940,7 +1047,7 @@ def main(
         echo(env, f"Error: {exc.format_message()}", err=True, fg="red")
         return ExitCode.USAGE
     except ApiError as exc:
-        echo(env, f"Error: {exc.message}", err=True, fg="red")
+        echo(env, f"Error: {exc.message}{_hint(session, exc)}", err=True, fg="red")
         return exc.exit_code
     except InvalidInput as exc:
         echo(env, f"Error: {exc.message}", err=True, fg="red")
@@ -950,3 +1057,18 @@ def main(
         return ExitCode.OPERATION_FAILED
     finally:
         session.close()
+
+
+def _hint(session: Session, error: ApiError) -> str:
+    """What to do about an error, when the CLI knows: log in, or the app meant."""
+    if error.status == 401:  # no token, or a wrong one (403, a user's, needs no login)
+        return ": log in with `dockyard login --url URL --token TOKEN`"
+    if error.exit_code == ExitCode.NOT_FOUND and session.app:
+        if error.message != f"app {session.app!r} not found":
+            return ""
+        try:
+            handles = [a["handle"] for a in session.client.request("GET", "/apps")]
+        except ApiError:
+            return ""
+        return did_you_mean(session.app, handles)
+    return ""
