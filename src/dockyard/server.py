@@ -54,6 +54,7 @@ class ServerSettings:
     domain: str = "dockyard.localhost"
     docker_host: str | None = None
     build_timeout: float = 1800.0
+    release_timeout: float = 1800.0
     runtime: str = "docker"
     image_registry: str | None = None
     image_registry_username: str | None = None
@@ -134,6 +135,7 @@ def build_platform(settings: ServerSettings) -> Platform:
         internal_url=f"http://{_loopback(settings.host)}:{settings.port}",
         builds_dir=settings.data_dir / "builds",
         build_timeout=settings.build_timeout,
+        release_timeout=settings.release_timeout,
         limits=settings.limits,
         image_registry=settings.image_registry if settings.runtime == "swarm" else None,
         installation=installation,

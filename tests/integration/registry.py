@@ -51,6 +51,26 @@ IMAGES = {
     "procfile:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=procfile")
     + "RUN mkdir -p /.dockyard && printf 'web: exec httpd -f -p $PORT -h /www\\n"
     "worker: exec sleep 3600\\n' > /.dockyard/Procfile\n",
+    # Release phase (test_release_phase): before_release in /.dockyard.yml, a
+    # Procfile release: line, one that fails, one that never ends, a bad file.
+    "release:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=released")
+    + "RUN mkdir -p /.dockyard && printf 'web: exec httpd -f -p $PORT -h /www\\n"
+    "release: echo procfile release for $GREETING\\n' > /.dockyard/Procfile && "
+    "printf 'before_release:\\n  - \"echo migrating $GREETING with $DB_PASSWORD; "
+    "echo registry vars: $(env | grep -c PRIVATE_REGISTRY); "
+    "nc -w 1 127.0.0.1 $API_PORT </dev/null 2>/dev/null && echo API reached "
+    "|| echo API unreachable\"\\n'"
+    " > /.dockyard.yml\n",
+    "release-fail:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=never-served")
+    + "RUN printf 'before_release:\\n  - \"echo migration failed: no database; exit 4\"\\n'"
+    " > /.aptible.yml\n",
+    "release-slow:v1": WEB
+    + "RUN printf 'before_release: [\"echo waiting; exec sleep 600\"]\\n' > /.dockyard.yml\n",
+    "release-bad:v1": WEB + "RUN printf 'before_release: migrate\\n' > /.dockyard.yml\n",
+    # Answers its health check, then exits after a few seconds, again and again.
+    "flaky:v1": WEB.replace("ARG CONTENT", "ARG CONTENT=flaky").replace(
+        'exec httpd -f -p $PORT -h /www"]', 'httpd -p $PORT -h /www; sleep 4; exit 1"]'
+    ),
 }
 
 
@@ -159,7 +179,9 @@ def build_and_push(registry: Registry) -> None:
             ):
                 if "error" in line:
                     raise RuntimeError(f"pushing {tag}: {line['error']}")
-            client.images.remove(tag, force=True)
+            # Another test session may have removed it meanwhile (the same tags).
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(tag, force=True)
     finally:
         client.close()
 

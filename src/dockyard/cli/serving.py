@@ -77,6 +77,13 @@ def server_command(start: StartServer) -> click.Command:
         help="Seconds a Dockerfile build may take.",
     )
     @click.option(
+        "--release-timeout",
+        type=click.IntRange(1, 24 * 3600),
+        default=1800,
+        show_default=True,
+        help="Seconds a release command (before_release, Procfile release:) may run.",
+    )
+    @click.option(
         "--runtime",
         type=click.Choice(["docker", "swarm"]),
         default="docker",
@@ -126,6 +133,7 @@ def server_command(start: StartServer) -> click.Command:
         image_registry_password: str | None,
         runtime: str,
         build_timeout: int,
+        release_timeout: int,
         data_dir: Path,
         listen: str,
         database_url: str | None,
@@ -154,6 +162,7 @@ def server_command(start: StartServer) -> click.Command:
             domain=domain,
             docker_host=docker_host,
             build_timeout=float(build_timeout),
+            release_timeout=float(release_timeout),
             runtime=runtime,
             image_registry=image_registry,
             image_registry_username=image_registry_username,

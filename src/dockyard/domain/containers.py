@@ -187,6 +187,23 @@ class Scheduler(Protocol):
 
     def logs(self, container_id: str, tail: int = 20) -> str: ...
 
+    def run_release_command(
+        self,
+        spec: ContainerSpec,
+        *,
+        timeout: float,
+        on_line: Callable[[str], None],
+        checkpoint: Callable[[], None],
+    ) -> int | None:
+        """Run ``spec.command`` once in a container of its own, on the app's network.
+
+        Its output goes to ``on_line`` as it comes; ``checkpoint`` is called
+        while it runs and may raise (a cancelled operation). Returns its exit
+        status, or None when it ran past ``timeout`` seconds and was killed.
+        The container is removed however it ends.
+        """
+        ...
+
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
         """The output of the app's containers, line by line, prefixed by service."""
         ...
@@ -215,6 +232,13 @@ class Scheduler(Protocol):
 
         Its image is on the engine already. It is attached to before it
         starts unless ``attach`` is false; whoever waits for it removes it.
+        """
+        ...
+
+    def remove_ended_one_offs(self, ended: Callable[[int], bool]) -> list[int]:
+        """Remove one-offs whose run ``ended`` says is over (their server stopped).
+
+        Returns the ids of their runs' operations.
         """
         ...
 

@@ -22,6 +22,9 @@ MAX_HEALTHCHECK_TIMEOUT = 900
 # Services that serve no HTTP pass their check by staying up this long.
 STAY_UP_SECONDS = 10.0
 
+# A Procfile's ``release:`` line runs in the release phase (Heroku's spelling).
+PROCFILE_RELEASE = "release"
+
 _SERVICE = re.compile(r"[a-z][a-z0-9_-]{0,29}")
 
 
@@ -40,7 +43,23 @@ class Service:
 
 
 def parse_procfile(text: str) -> list[Service]:
-    """``name: command`` lines; blank lines and ``#`` comments are skipped."""
+    """``name: command`` lines; blank lines and ``#`` comments are skipped.
+
+    A ``release:`` line is the release phase's (``procfile_release``), not a
+    service: a Procfile with only that one runs the image's CMD as ``cmd``.
+    """
+    services = _procfile_entries(text)
+    services.pop(PROCFILE_RELEASE, None)
+    return list(services.values()) or default_services()
+
+
+def procfile_release(text: str) -> str | None:
+    """The command of the Procfile's ``release:`` line (Heroku's), if it has one."""
+    found = _procfile_entries(text).get(PROCFILE_RELEASE)
+    return found.command if found else None
+
+
+def _procfile_entries(text: str) -> dict[str, Service]:
     services: dict[str, Service] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -55,7 +74,7 @@ def parse_procfile(text: str) -> list[Service]:
         services[name] = Service(name, command)
     if not services:
         raise InvalidProcfile("the Procfile defines no services")
-    return list(services.values())
+    return services
 
 
 def default_services() -> list[Service]:

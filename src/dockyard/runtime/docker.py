@@ -38,7 +38,8 @@ from dockyard.runtime.engine import (
     merge_lines,
 )
 from dockyard.runtime.images import EngineImages
-from dockyard.runtime.one_off import start_one_off
+from dockyard.runtime.one_off import remove_ended_one_offs, start_one_off
+from dockyard.runtime.releasing import run_release_command
 
 # Each container has a network namespace of its own: every one listens on
 # the same port, as on Aptible and Dokku.
@@ -146,6 +147,23 @@ class DockerScheduler:
             return ""
         return bytes(output).decode("utf-8", "replace")
 
+    def run_release_command(
+        self,
+        spec: ContainerSpec,
+        *,
+        timeout: float,
+        on_line: Callable[[str], None],
+        checkpoint: Callable[[], None],
+    ) -> int | None:
+        return run_release_command(
+            self._engine,
+            spec,
+            port=APP_PORT,
+            timeout=timeout,
+            on_line=on_line,
+            checkpoint=checkpoint,
+        )
+
     def app_logs(self, app: str, tail: int, follow: bool) -> Iterator[str]:
         """The app's containers' output, each line prefixed by ``service.N |``."""
         found = sorted(
@@ -200,6 +218,9 @@ class DockerScheduler:
 
     def one_off(self, spec: OneOffSpec, *, attach: bool = True) -> OneOff:
         return start_one_off(self._engine, spec, attach=attach)
+
+    def remove_ended_one_offs(self, ended: Callable[[int], bool]) -> list[int]:
+        return remove_ended_one_offs(self._engine, ended)
 
     def _container(self, found: Mapping[str, Any]) -> Container:
         """A container as the engine lists it, or as it inspects it."""

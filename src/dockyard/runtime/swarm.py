@@ -67,13 +67,16 @@ from dockyard.runtime.engine import (
     merge_lines,
 )
 from dockyard.runtime.images import EngineImages, auth
-from dockyard.runtime.one_off import start_one_off
+from dockyard.runtime.one_off import remove_ended_one_offs, start_one_off
+from dockyard.runtime.releasing import run_release_command
 
 # Slot N of a service whose port block is B listens on B*100+N: 10001-32732,
 # below Linux's ephemeral ports. Up to 32 tasks per service (MAX_CONTAINERS).
 PORT_BLOCKS = range(100, 328)
 START_TIMEOUT = 120.0
 BLOCK_QUARANTINE = 60.0
+# A release command has a network namespace of its own on the manager.
+RELEASE_COMMAND_PORT = 5000
 _SLOT_PORT = "{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}"
 # A task Swarm still wants to run has one of these desired states.
 _WANTED = STARTING_STATES | {"running"}
@@ -357,6 +360,27 @@ class SwarmScheduler:
         ]
         return "".join(line + "\n" for line in lines)
 
+    def run_release_command(
+        self,
+        spec: ContainerSpec,
+        *,
+        timeout: float,
+        on_line: Callable[[str], None],
+        checkpoint: Callable[[], None],
+    ) -> int | None:
+        """On the manager's engine, in the app's network there (where its builds run).
+
+        The manager holds the release's image: it pulled it, or built it.
+        """
+        return run_release_command(
+            self._engine,
+            spec,
+            port=RELEASE_COMMAND_PORT,
+            timeout=timeout,
+            on_line=on_line,
+            checkpoint=checkpoint,
+        )
+
     def _service_lines(
         self, service_id: str, tail: int, *, follow: bool, keep: list[Any]
     ) -> Iterator[tuple[int, str]]:
@@ -438,6 +462,9 @@ class SwarmScheduler:
         As the app's builds and release commands: never the host's network.
         """
         return start_one_off(self._engine, spec, attach=attach)
+
+    def remove_ended_one_offs(self, ended: Callable[[int], bool]) -> list[int]:
+        return remove_ended_one_offs(self._engine, ended)
 
 
 class SwarmBuilder:

@@ -1,8 +1,12 @@
-"""What a deploy runs: an image pulled and pinned, or a commit built; and its services.
+"""What a deploy runs: an image pulled and pinned, or a commit built; its services
+and its release commands.
 
 The services come from the image's or repository's Procfile (else one,
-``cmd``); for a pulled image they are read while the first containers
-start, and a guess found wrong is corrected (``ServicesDiffer``).
+``cmd``); the release commands from ``.dockyard.yml`` (or ``.aptible.yml``)
+and the Procfile's ``release:`` line, at the repository's root for a commit
+and in the image for an image. On Swarm a pulled image's files are read
+while the first containers start, and a guess found wrong is corrected
+(``ServicesDiffer``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dockyard.domain.building import BuildFailed, from_images
 from dockyard.domain.containers import RegistryCredentials
 from dockyard.domain.errors import ImageNotFound
 from dockyard.domain.images import ImageReference
+from dockyard.domain.release_phase import CONFIG_FILES, IMAGE_CONFIG_PATHS, ReleaseCommand
 from dockyard.domain.releases import (
     PROCFILE_PATHS,
     Release,
@@ -27,7 +32,9 @@ from dockyard.domain.releases import (
     default_services,
     parse_procfile,
 )
+from dockyard.git.repositories import GitError
 from dockyard.services.credentials import GIVEN, Resolved, Resolver
+from dockyard.services.release_phase import commands_from, describe
 from dockyard.services.running import OperationRun
 
 
@@ -39,21 +46,29 @@ class Artifact:
     pending: PendingServices | None = None
     # What the image was pulled with, for the hosts that pull it again (Swarm nodes).
     credentials: RegistryCredentials | None = None
+    # What the release phase runs before any container starts.
+    release_commands: tuple[ReleaseCommand, ...] = ()
 
 
 class ServicesDiffer(Exception):
-    """The image's Procfile names other services than the ones started."""
+    """The image's Procfile names other services than the ones started, or the
+    image has release commands, which must run before any container starts."""
 
-    def __init__(self, services: list[Service]) -> None:
+    def __init__(self, services: list[Service], commands: list[ReleaseCommand]) -> None:
         super().__init__("the image's services differ from the ones started")
         self.services = services
+        self.commands = commands
+
+
+# What a pulled image's files say: its Procfile, its .dockyard.yml (path, text).
+ImageFiles = tuple[tuple[str, str] | None, tuple[str, str] | None]
 
 
 @dataclass
 class PendingServices:
     """The services of an image still being pulled, to compare with a guess."""
 
-    future: Future[tuple[str, str] | None]
+    future: Future[ImageFiles]
     run: OperationRun
     guess: list[Service]
 
@@ -61,9 +76,12 @@ class PendingServices:
         """Raise ServicesDiffer once known to differ; with ``wait``, wait to know."""
         if not wait and not self.future.done():
             return
-        services = services_from(self.run, self.future.result())  # or the pull's error
-        if [(s.name, s.command) for s in services] != [(s.name, s.command) for s in self.guess]:
-            raise ServicesDiffer(services)
+        procfile, config = self.future.result()  # or the pull's error
+        commands = commands_from(config, procfile)
+        services = services_from(self.run, procfile)
+        guessed = [(s.name, s.command) for s in self.guess]
+        if commands or [(s.name, s.command) for s in services] != guessed:
+            raise ServicesDiffer(services, commands)
 
 
 def pull(
@@ -102,7 +120,8 @@ def pull(
         resolved, lambda found: images.pull(pinned, found[image.host].credentials), run.log
     )
     credentials = resolved[image.host].credentials
-    return Artifact(str(pinned), str(image), image_services(run, str(pinned)), None, credentials)
+    services, commands = image_contents(run, str(pinned))
+    return Artifact(str(pinned), str(image), services, None, credentials, tuple(commands))
 
 
 def services_later(
@@ -113,9 +132,12 @@ def services_later(
 ) -> PendingServices:
     images = run.platform.images()
 
-    def pull_and_read() -> tuple[str, str] | None:
+    def pull_and_read() -> ImageFiles:
         images.pull(pinned, credentials)
-        return images.read_first(str(pinned), PROCFILE_PATHS)
+        return (
+            images.read_first(str(pinned), PROCFILE_PATHS),
+            images.read_first(str(pinned), IMAGE_CONFIG_PATHS),
+        )
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="procfile")
     future = executor.submit(pull_and_read)
@@ -138,13 +160,15 @@ def build(
         if archive is None:
             platform.builds_dir.mkdir(parents=True, exist_ok=True)
             platform.git().archive(app.handle, commit, context)
-        files = read_members(context, ("Dockerfile", "Procfile"))
+        files = read_members(context, ("Dockerfile", "Procfile", *CONFIG_FILES))
         dockerfile = files.get("Dockerfile")
         if dockerfile is None:
             raise BuildFailed(
                 f"commit {commit[:7]} has no Dockerfile at the root of the repository: "
                 "add one, commit and push again"
             )
+        config = _first(files, CONFIG_FILES)
+        commands_from(config, None)  # a malformed file fails before the build
         resolver = Resolver(platform, app.id)
         resolved = resolver.for_build(dockerfile, values, given=keep_given)
         given = next((r.credentials for r in resolved.values() if r.origin == GIVEN), None)
@@ -168,13 +192,74 @@ def build(
     finally:
         context.unlink(missing_ok=True)
     run.log(f"Built {image_id[:19]}")
+    services, commands = _commit_contents(run, files, image_id)
+    return Artifact(image_id, f"git:{commit}", services, release_commands=tuple(commands)), given
+
+
+def _first(files: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    return next(((name, files[name]) for name in names if name in files), None)
+
+
+def _commit_contents(
+    run: OperationRun, files: Mapping[str, str], image: str, *, tell: bool = True
+) -> tuple[list[Service], list[ReleaseCommand]]:
+    """A commit's services and release commands: its Procfile, else the image's."""
+    config = _first(files, CONFIG_FILES)
     procfile = files.get("Procfile")
-    if procfile is not None:
-        services = parse_procfile(procfile)
-        run.log("Services from the repository's Procfile: " + ", ".join(s.name for s in services))
+    if procfile is None:
+        found = run.platform.images().read_first(image, PROCFILE_PATHS)
+        commands = commands_from(config, found)
+        services = services_from(run, found) if tell else []
     else:
-        services = image_services(run, image_id)
-    return Artifact(image_id, f"git:{commit}", services), given
+        commands = commands_from(config, ("Procfile", procfile))
+        services = parse_procfile(procfile)
+        if tell:
+            names = ", ".join(s.name for s in services)
+            run.log(f"Services from the repository's Procfile: {names}")
+    _told(run, commands)
+    return services, commands
+
+
+def _told(run: OperationRun, commands: list[ReleaseCommand]) -> None:
+    if commands:
+        run.log(f"Release commands: {describe(commands)}")
+
+
+def image_contents(
+    run: OperationRun, image: str, *, tell: bool = True
+) -> tuple[list[Service], list[ReleaseCommand]]:
+    """An image's services and release commands, from its own files."""
+    images = run.platform.images()
+    procfile = images.read_first(image, PROCFILE_PATHS)
+    commands = commands_from(images.read_first(image, IMAGE_CONFIG_PATHS), procfile)
+    services = services_from(run, procfile) if tell else []
+    _told(run, commands)
+    return services, commands
+
+
+def release_commands_of(
+    run: OperationRun, app: records.App, release: Release
+) -> list[ReleaseCommand]:
+    """What a past release's release phase runs when it is deployed again.
+
+    Its commit's files (from the app's repository) or its image's, as they
+    are: the release phase runs again, as on a deploy.
+    """
+    if not release.from_commit:
+        return image_contents(run, release.image, tell=False)[1]
+    platform = run.platform
+    commit = release.source.removeprefix("git:")
+    platform.builds_dir.mkdir(parents=True, exist_ok=True)
+    context = platform.builds_dir / f"{run.operation.id}-release.tar"
+    try:
+        platform.git().archive(app.handle, commit, context)
+        files = read_members(context, ("Procfile", *CONFIG_FILES))
+    except GitError:
+        run.log(f"Commit {commit[:7]} is not in the repository: only the image's Procfile counts")
+        files = {}
+    finally:
+        context.unlink(missing_ok=True)
+    return _commit_contents(run, files, release.image, tell=False)[1]
 
 
 def read_members(archive: Path, names: tuple[str, ...]) -> dict[str, str]:
@@ -235,10 +320,6 @@ def restore(run: OperationRun, app: records.App, release: Release) -> RegistryCr
             app.handle, release, f"the registry {image.host} no longer has it"
         ) from None
     return resolved[image.host].credentials
-
-
-def image_services(run: OperationRun, image: str) -> list[Service]:
-    return services_from(run, run.platform.images().read_first(image, PROCFILE_PATHS))
 
 
 def services_from(run: OperationRun, found: tuple[str, str] | None) -> list[Service]:

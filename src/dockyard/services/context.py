@@ -20,6 +20,7 @@ from dockyard.domain.errors import DockyardError
 from dockyard.domain.limits import Limits
 from dockyard.domain.records import User
 from dockyard.domain.registries import Held
+from dockyard.domain.release_phase import DEFAULT_RELEASE_TIMEOUT
 from dockyard.domain.releases import KEPT_BUILDS
 from dockyard.git.repositories import Repositories
 from dockyard.registry.sources import Sources
@@ -55,6 +56,8 @@ class Platform:
     internal_url: str = ""
     builds_dir: Path = Path("/tmp")
     build_timeout: float = 1800.0
+    # How long a release command may run (``--release-timeout``).
+    release_timeout: float = float(DEFAULT_RELEASE_TIMEOUT)
     kept_builds: int = KEPT_BUILDS
     limits: Limits = field(default_factory=Limits)
     # Credentials fetched from registry sources, kept as long as each allows.

@@ -5,7 +5,8 @@ scale, rollback — goes through ``switch_over``, so each gets the same health
 check and the same guarantee: on any failure the new containers are removed
 and the previous release keeps serving with its previous configuration. What
 a deploy runs comes from ``artifacts``; scaling is in ``scaling``, rollback in
-``rolling_back``.
+``rolling_back``. Deploys and rollbacks run the release phase
+(``release_phase``) first, before any new container starts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dockyard.domain.containers import (
 from dockyard.domain.errors import HealthCheckFailed, InvalidInput
 from dockyard.domain.health import judge
 from dockyard.domain.images import ImageReference
+from dockyard.domain.release_phase import ReleaseCommand
 from dockyard.domain.releases import HealthCheck, Release, Service
 from dockyard.services.artifacts import (
     Artifact,
@@ -34,10 +36,12 @@ from dockyard.services.artifacts import (
     build,
     keep_build,
     pull,
+    release_commands_of,
 )
 from dockyard.services.configuration import change_from_payload
 from dockyard.services.context import Platform
 from dockyard.services.credentials import release_credentials_for
+from dockyard.services.release_phase import run_release_phase
 from dockyard.services.running import OperationRun
 
 # How long requests already sent to containers being replaced may take.
@@ -95,7 +99,10 @@ def deploy(run: OperationRun) -> str:
         artifact = pull(run, app, image, given)
     elif current is not None:
         run.log(f"Deploying {current.source_text()} again ({current.image})")
-        artifact = Artifact(current.image, current.source, list(current.services))
+        commands = tuple(release_commands_of(run, app, current))
+        artifact = Artifact(
+            current.image, current.source, list(current.services), release_commands=commands
+        )
         git_ref = current.git_ref
     else:
         raise NeverDeployed(app.handle)
@@ -117,11 +124,28 @@ def deploy(run: OperationRun) -> str:
     if artifact.source.startswith("git:"):
         keep_build(run, app, release)
     try:
-        roll_out(run, app, release, values, health, artifact.credentials, artifact.pending)
+        roll_out(
+            run,
+            app,
+            release,
+            values,
+            health,
+            artifact.credentials,
+            artifact.pending,
+            release_commands=artifact.release_commands,
+        )
     except ServicesDiffer as differ:
-        run.log("The image's services differ from the ones started: starting the image's")
+        if differ.commands:
+            # Swarm only: the nodes started the image while the manager read it.
+            run.log(
+                "The image has release commands: the containers started were removed before "
+                "they served anything; the commands run first, then the image's services start"
+            )
+        else:
+            run.log("The image's services differ from the ones started: starting the image's")
         release = new_release(differ.services)
-        roll_out(run, app, release, values, health, artifact.credentials)
+        found = differ.commands
+        roll_out(run, app, release, values, health, artifact.credentials, release_commands=found)
     version = platform.store.activate_release(
         app.id,
         release.id,
@@ -210,14 +234,25 @@ def roll_out(
     health: HealthCheck,
     credentials: RegistryCredentials | None = None,
     pending: PendingServices | None = None,
+    *,
+    release_commands: Sequence[ReleaseCommand] = (),
 ) -> None:
-    """Replace everything the app runs with the release's containers."""
+    """Replace everything the app runs with the release's containers.
+
+    The release commands, if any (deploys and rollbacks), run first.
+    """
     platform = run.platform
     credentials = credentials or release_credentials(platform, app.id, release, run.log)
 
     def failed() -> None:
         platform.store.fail_release(release.id)
         run.log(f"Removed the containers of release {release.number}; the previous release stays")
+
+    try:
+        run_release_phase(run, app, release, release_commands, values)
+    except BaseException:
+        platform.store.fail_release(release.id)
+        raise
 
     switch_over(
         run,

@@ -1,8 +1,8 @@
 """Rollback: a past release's image and configuration together, as a new release.
 
-It runs through the same roll-out as a deploy (start, health check, switch,
-drain), with the registry credentials of now; the app's configuration
-version becomes the past release's again.
+It runs through the same roll-out as a deploy (release phase, start, health
+check, switch, drain), with the registry credentials of now; the app's
+configuration version becomes the past release's again.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dockyard.domain import records
 from dockyard.domain.operations import OperationType
 from dockyard.domain.releases import HealthCheck, rollback_target
 from dockyard.services import apps
-from dockyard.services.artifacts import restore
+from dockyard.services.artifacts import release_commands_of, restore
 from dockyard.services.context import Platform
 from dockyard.services.deploying import roll_out
 from dockyard.services.operations import start
@@ -57,7 +57,8 @@ def rollback(run: OperationRun) -> str:
         kind=OperationType.ROLLBACK.value,
         git_ref=target.git_ref,
     )
-    roll_out(run, app, release, values, health, credentials)
+    commands = release_commands_of(run, app, target)
+    roll_out(run, app, release, values, health, credentials, release_commands=commands)
     version = store.activate_release(
         app.id, release.id, config=None, credentials=None, config_version=target.config_version
     )
