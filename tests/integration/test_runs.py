@@ -233,3 +233,24 @@ def test_interactive_ssh_through_a_pseudo_terminal(server: Server, deployed: str
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 5
     wait_for_no_one_offs(server, timeout=5)
+
+
+def test_a_run_whose_server_died_is_marked_interrupted_and_its_container_removed(
+    backend: str, fresh_server, registry: Registry
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("the recovery is the store's and the reconciler's: one backend shows it")
+    server = fresh_server()
+    handle = "run-" + uuid.uuid4().hex[:8]
+    assert server.cli("apps:create", handle).code == 0
+    done = deploy(server, handle, registry.image("web:v1"), *credentials(registry))
+    assert done.code == 0, done.text
+    started = dockyard(server, "run", "--app", handle, "--detach", "--", "sleep", "120")
+    assert started.code == 0, started.text
+    assert len(one_offs(server)) == 1
+    server.kill()
+    server.start()
+    wait_for_no_one_offs(server)
+    shown = json.loads(server.cli("operation:show", started.out.strip(), "-o", "json").out)
+    assert (shown["status"], shown["exit_status"]) == ("failed", None)
+    assert "interrupted" in shown["message"]

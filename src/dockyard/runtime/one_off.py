@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from docker.errors import APIError, NotFound
@@ -152,3 +152,26 @@ def start_one_off(engine: Engine, spec: OneOffSpec, *, attach: bool = True) -> E
     if spec.tty and spec.rows and spec.columns:
         started.resize(spec.rows, spec.columns)
     return started
+
+
+def remove_ended_one_offs(engine: Engine, ended: Callable[[int], bool]) -> list[int]:
+    """Remove the one-offs whose run ``ended`` says is over; their runs' operation ids.
+
+    Those are the runs of a server that stopped while they ran: whoever
+    waited for them removed the others.
+    """
+    api = engine.client.api
+    found = api.containers(
+        all=True, filters={"label": [f"{LABEL_INSTALLATION}={engine.installation}", LABEL_RUN]}
+    )
+    removed = []
+    for container in found:
+        try:
+            operation = int(container["Labels"].get(LABEL_RUN, ""))
+        except ValueError:
+            continue
+        if ended(operation):
+            with contextlib.suppress(NotFound, APIError):
+                api.remove_container(container["Id"], force=True)
+            removed.append(operation)
+    return removed

@@ -212,3 +212,14 @@ def _ensure_image(platform: Platform, app_id: int, image: str, number: int) -> N
     reference = ImageReference.parse(image)
     credentials = release_credentials_for(platform, app_id, reference.host, image=image)
     images.pull(reference, credentials)
+
+
+def sweep(platform: Platform) -> list[str]:
+    """Remove the containers of runs that ended without their waiter (a server stopped)."""
+
+    def ended(operation_id: int) -> bool:
+        found = platform.store.get_operation(operation_id)
+        return found is None or found.status.finished
+
+    removed = platform.scheduler().remove_ended_one_offs(ended)
+    return [f"removed the container of run {operation}, which ended" for operation in removed]

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dockyard.domain.containers import Container
 from dockyard.domain.errors import DockyardError
 from dockyard.domain.releases import Release
+from dockyard.services import one_off
 from dockyard.services.context import Platform
 from dockyard.services.deploying import release_credentials, start_containers
 
@@ -54,6 +55,7 @@ def reconcile(platform: Platform) -> list[str]:
                 actions.append(f"could not reconcile {handle}: {exc.message}")
         finally:
             lock.release()
+    actions += one_off.sweep(platform)
     for action in actions:
         log.info("reconcile: %s", action)
     return actions
