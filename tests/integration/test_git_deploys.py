@@ -107,6 +107,22 @@ def _creds(registry: Registry, password: str | None = None, user: str | None = N
     ]
 
 
+def test_a_failed_first_push_says_nothing_is_serving_and_each_error_once(
+    server: Server, registry: Registry, app: str, repo: WorkingCopy
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    broken = web(registry, "broken")
+    broken["Dockerfile"] += "RUN printf '\\033[31mred\\033[0m build output\\n' && false\n"
+    repo.commit(broken)
+    pushed = repo.push("main")
+    assert pushed.code != 0
+    assert f"main was not updated; {app} has no release yet" in pushed.output
+    assert "previous release" not in pushed.output
+    assert pushed.output.count("the build failed") == 1, pushed.output
+    assert "remote:   red build output" in pushed.output  # without its escapes
+    assert "\x1b" not in pushed.output
+
+
 def test_failed_build_rejects_the_push_and_keeps_serving(
     server: Server, registry: Registry, app: str, repo: WorkingCopy
 ) -> None:

@@ -996,16 +996,27 @@ def _await_operation(
 
 def _follow(session: Session, operation_id: int, output: str) -> None:
     final: dict[str, Any] = {}
+    # The log's "ERROR: ..." line waits: if it is the operation's last word,
+    # the error printed at the end says it, once.
+    held: dict[str, Any] | None = None
     for event in session.client.follow(operation_id):
         if event["kind"] == "log" and output == "text":
-            _print_log_line(session.env, event)
+            if held is not None:
+                _print_log_line(session.env, held)
+                held = None
+            if event["line"].startswith("ERROR: "):
+                held = event
+            else:
+                _print_log_line(session.env, event)
         elif event["kind"] == "end":
             final = event["operation"]
     if output == "json":
         print_json(session.env, final)
     status = final.get("status")
+    message = final.get("message") or "no reason given"
+    if held is not None and (status == "succeeded" or held["line"] != f"ERROR: {message}"):
+        _print_log_line(session.env, held)
     if status != "succeeded":
-        message = final.get("message") or "no reason given"
         raise OperationFailed(f"operation {operation_id} {status}: {message}")
     if output == "text":
         echo(session.env, f"Operation {operation_id} succeeded", err=True, fg="green")

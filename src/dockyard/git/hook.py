@@ -123,20 +123,36 @@ def _deploy(api: Api, app: str, commit: str, branch: str) -> int:
             return 1
     print(f"Dockyard: deploying {branch} ({commit[:7]}) as operation {operation['id']}")
     final: dict[str, object] = {}
+    last = ""  # the log's last line: the error, when the deploy failed
     with api.open(f"/operations/{operation['id']}/logs?follow=true") as stream:
         for raw in stream:
             if not raw.strip():
                 continue
             event = json.loads(raw)
             if event["kind"] == "log":
-                print(event["line"], flush=True)
+                last = str(event["line"])
+                print(last, flush=True)
             else:
                 final = event["operation"]
     if final.get("status") == "succeeded":
         return 0
-    print(f"Dockyard: deploy {final.get('status', 'lost')}: {final.get('message', '')}")
-    print(f"Dockyard: {branch} was not updated; the previous release keeps serving")
+    message = str(final.get("message", ""))
+    said = last == f"ERROR: {message}"  # each error once
+    print(f"Dockyard: deploy {final.get('status', 'lost')}" + ("" if said else f": {message}"))
+    if _has_release(api, app):
+        print(f"Dockyard: {branch} was not updated; the previous release keeps serving")
+    else:
+        print(f"Dockyard: {branch} was not updated; {app} has no release yet")
     return 1
+
+
+def _has_release(api: Api, app: str) -> bool:
+    """Whether the app serves a release (so a failed deploy leaves it serving)."""
+    try:
+        with api.open(f"/apps/{app}") as answer:
+            return json.loads(answer.read()).get("release") is not None
+    except (ApiRefused, OSError, ValueError):
+        return True  # unknown: the safer thing to say is that nothing changed
 
 
 def _message(body: bytes, status: int) -> str:

@@ -31,6 +31,7 @@ from dockyard.domain.operations import OperationStatus, OperationType
 from dockyard.domain.ports import Cipher
 from dockyard.domain.registries import NewSource, Source, SourceKind
 from dockyard.domain.releases import Release, Service
+from dockyard.domain.text import plain
 from dockyard.store import models
 from dockyard.store.database import make_engine, migrate
 from dockyard.store.models import now
@@ -502,8 +503,9 @@ class Store:
             return (self._operation(row) if row else None), logs
 
     def append_log(self, operation_id: int, line: str) -> None:
+        """One line of the operation's log, without terminal escapes (``domain.text``)."""
         with self._write(changes_apps=False) as s:
-            s.add(models.OperationLog(operation_id=operation_id, line=line, at=now()))
+            s.add(models.OperationLog(operation_id=operation_id, line=plain(line), at=now()))
 
     def claim_next(self, worker_id: str) -> records.Operation | None:
         """Mark the oldest runnable operation as running by ``worker_id``.
