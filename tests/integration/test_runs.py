@@ -84,7 +84,7 @@ def deployed(server: Server, registry: Registry) -> Iterator[str]:
     )
     assert done.code == 0, done.text
     yield handle
-    server.cli("apps:deprovision", "--app", handle)
+    server.cli("apps:deprovision", "--app", handle, "--confirm", handle)
 
 
 def test_run_streams_output_takes_input_and_exits_with_the_commands_status(
@@ -254,3 +254,10 @@ def test_a_run_whose_server_died_is_marked_interrupted_and_its_container_removed
     shown = json.loads(server.cli("operation:show", started.out.strip(), "-o", "json").out)
     assert (shown["status"], shown["exit_status"]) == ("failed", None)
     assert "interrupted" in shown["message"]
+
+    # Deprovisioning an app with a run going ends the run: its network goes too.
+    again = dockyard(server, "run", "--app", handle, "--detach", "--", "sleep", "120")
+    assert again.code == 0 and len(one_offs(server)) == 1, again.text
+    gone = server.cli("apps:deprovision", "--app", handle, "--confirm", handle)
+    assert gone.code == 0, gone.text
+    assert one_offs(server) == []

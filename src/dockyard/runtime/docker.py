@@ -38,7 +38,7 @@ from dockyard.runtime.engine import (
     merge_lines,
 )
 from dockyard.runtime.images import EngineImages
-from dockyard.runtime.one_off import remove_ended_one_offs, start_one_off
+from dockyard.runtime.one_off import remove_app_one_offs, remove_ended_one_offs, start_one_off
 from dockyard.runtime.releasing import run_release_command
 
 # Each container has a network namespace of its own: every one listens on
@@ -208,7 +208,8 @@ class DockerScheduler:
         ]
 
     def forget(self, app: str) -> None:
-        """Remove the app's network."""
+        """Remove the app's network (and one-off runs still on it)."""
+        remove_app_one_offs(self._engine, app)
         self._engine.remove_networks(app)
 
     def renew_credentials(
@@ -255,4 +256,5 @@ class DockerScheduler:
             state=status,
             address=address,
             exit_code=exit_code,
+            restarts=int(found.get("RestartCount") or 0),  # inspected only
         )

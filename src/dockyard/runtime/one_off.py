@@ -23,9 +23,10 @@ from docker.utils.socket import frames_iter
 from dockyard.domain.errors import ContainerRefused
 from dockyard.domain.refusals import explain_refusal
 from dockyard.domain.runs import OneOffSpec
-from dockyard.runtime.engine import LABEL_APP, LABEL_INSTALLATION, Engine
+from dockyard.runtime.engine import LABEL_INSTALLATION, Engine
 
 LABEL_RUN = "dockyard.run"  # the operation that records the run
+LABEL_RUN_APP = "dockyard.app.run"  # the app it ran for (not LABEL_APP: see below)
 
 
 class EngineOneOff:
@@ -115,7 +116,7 @@ def start_one_off(engine: Engine, spec: OneOffSpec, *, attach: bool = True) -> E
             LABEL_INSTALLATION: engine.installation,
             # Not LABEL_APP: a one-off is none of the app's services, and
             # the reconciler must neither route it nor count it.
-            f"{LABEL_APP}.run": spec.app,
+            LABEL_RUN_APP: spec.app,
             LABEL_RUN: str(spec.operation),
         },
         name=f"dy-{engine.installation}.{spec.app}.run.{spec.operation}",
@@ -175,3 +176,21 @@ def remove_ended_one_offs(engine: Engine, ended: Callable[[int], bool]) -> list[
                 api.remove_container(container["Id"], force=True)
             removed.append(operation)
     return removed
+
+
+def remove_app_one_offs(engine: Engine, app: str) -> None:
+    """Remove the app's one-offs, running or not: it is being deprovisioned.
+
+    Its network cannot go while a container is on it. Their runs end as
+    killed ones (their waiters see them go).
+    """
+    api = engine.client.api
+    found = api.containers(
+        all=True,
+        filters={
+            "label": [f"{LABEL_INSTALLATION}={engine.installation}", f"{LABEL_RUN_APP}={app}"]
+        },
+    )
+    for container in found:
+        with contextlib.suppress(NotFound, APIError):
+            api.remove_container(container["Id"], force=True)

@@ -67,7 +67,7 @@ from dockyard.runtime.engine import (
     merge_lines,
 )
 from dockyard.runtime.images import EngineImages, auth
-from dockyard.runtime.one_off import remove_ended_one_offs, start_one_off
+from dockyard.runtime.one_off import remove_app_one_offs, remove_ended_one_offs, start_one_off
 from dockyard.runtime.releasing import run_release_command
 
 # Slot N of a service whose port block is B listens on B*100+N: 10001-32732,
@@ -342,6 +342,7 @@ class SwarmScheduler:
                     task=str(task["ID"]),
                     exit_code=_exit_code(exited),
                     error=str(exited["Status"].get("Err") or ""),
+                    restarts=len(tasks) - 1,
                 )
             )
         return found
@@ -453,7 +454,8 @@ class SwarmScheduler:
         return found
 
     def forget(self, app: str) -> None:
-        """Remove the app's network on the manager, where its builds ran."""
+        """Remove the app's network on the manager, where its builds and runs ran."""
+        remove_app_one_offs(self._engine, app)
         self._engine.remove_networks(app)
 
     def one_off(self, spec: OneOffSpec, *, attach: bool = True) -> OneOff:
