@@ -200,10 +200,16 @@ def test_private_base_without_good_credentials(
     repo.commit(web(registry, "x"))
     pushed = repo.push("main")
     assert pushed.code != 0
+    how = (
+        "set DOCKYARD_PRIVATE_REGISTRY_USERNAME and DOCKYARD_PRIVATE_REGISTRY_PASSWORD with "
+        "`dockyard config:set` (or add a source with `dockyard registries:add`) and push again"
+    )
     if case == "wrong":
-        assert f"the registry {registry.host} rejected the credentials" in pushed.output
+        said = f"the registry {registry.host} rejected the credentials: they are wrong or expired;"
     else:
-        assert f"the registry {registry.host} requires credentials" in pushed.output
+        said = f"the registry {registry.host} requires credentials:"
+    assert f"remote: ERROR: {said} {how}" in pushed.output, pushed.output
+    assert "--private-registry" not in pushed.output  # the deploy command's flags
     assert "wrong-pw" not in pushed.output
 
 

@@ -106,8 +106,19 @@ class CredentialsRejected(DockyardError):
 
     kind = "credentials_rejected"
 
-    def __init__(self, host: str, *, had_credentials: bool) -> None:
-        if had_credentials:
+    def __init__(self, host: str, *, had_credentials: bool, building: bool = False) -> None:
+        if building:  # a FROM image: a git push gives its credentials as configuration
+            how = (
+                "set DOCKYARD_PRIVATE_REGISTRY_USERNAME and DOCKYARD_PRIVATE_REGISTRY_PASSWORD "
+                "with `dockyard config:set` (or add a source with `dockyard registries:add`) "
+                "and push again"
+            )
+            message = (
+                f"the registry {host} rejected the credentials: they are wrong or expired; {how}"
+                if had_credentials
+                else f"the registry {host} requires credentials: {how}"
+            )
+        elif had_credentials:
             message = (
                 f"the registry {host} rejected the credentials: they are wrong or expired; "
                 "deploy again with --private-registry-username and --private-registry-password"

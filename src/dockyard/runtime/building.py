@@ -36,7 +36,11 @@ def _build_error(
     image = suspects[0] if suspects else None
     pulling = any(w in lower for w in UNAUTHORIZED + NOT_FOUND + UNREACHABLE)
     if image is not None and pulling:
-        return registry_error(Exception(text), image, credentials.get(image.host))
+        found = registry_error(Exception(text), image, credentials.get(image.host))
+        if type(found) is errors.CredentialsRejected:  # said as a push gives them
+            had = image.host in credentials
+            return errors.CredentialsRejected(image.host, had_credentials=had, building=True)
+        return found
     return BuildFailed(f"the build failed: {text.strip()}")
 
 
