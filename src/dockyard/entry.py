@@ -10,9 +10,6 @@ from typing import Any
 # command's start-up. Without it, httpx is the same HTTP client.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from dockyard.cli.main import main as cli_main  # noqa: E402
-from dockyard.cli.serving import server_command  # noqa: E402
-
 
 def _start_server(**options: Any) -> None:
     # The data directory is locked before the server's libraries load (they
@@ -31,4 +28,13 @@ def _start_server(**options: Any) -> None:
 
 
 def main() -> None:
+    """The ``dockyard`` command. ``--version`` answers before click and httpx load."""
+    if sys.argv[1:] == ["--version"]:
+        from dockyard import __version__
+
+        print(f"dockyard, version {__version__}")
+        sys.exit(0)
+    from dockyard.cli.main import main as cli_main
+    from dockyard.cli.serving import server_command
+
     sys.exit(cli_main(extra_commands=[server_command(_start_server)]))
