@@ -13,6 +13,7 @@ import json
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -189,6 +190,34 @@ def test_run_refuses_bad_input_with_one_line(
     wait_for_no_one_offs(server, timeout=5)
     runs = [o for o in operations(server, deployed) if o["type"] == "run"]
     assert runs[0]["exit_status"] == 127  # the refusals before it were not recorded
+
+
+def test_a_run_stops_on_ctrl_c_or_operation_cancel(server: Server, deployed: str) -> None:
+    # Without a terminal, the CLI passes Ctrl-C (SIGINT) on to the command.
+    script = 'trap "echo trapped; exit 9" INT; echo ready; sleep 30 & wait'
+    cli = subprocess.Popen(
+        [DOCKYARD, "run", "--app", deployed, "--", "sh", "-c", script],
+        env=server.environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert cli.stdout is not None
+    assert cli.stdout.readline() == b"ready\n"
+    time.sleep(0.3)
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=20)
+    assert cli.returncode == 9, (out, err)
+    assert out == b"trapped\n"
+
+    # A detached run is stopped by cancelling its operation.
+    started = dockyard(server, "run", "--app", deployed, "--detach", "--", "sleep", "60")
+    assert started.code == 0, started.text
+    cancelled = server.cli("operation:cancel", started.out.strip())
+    assert cancelled.code == 0, cancelled.text
+    wait_for_no_one_offs(server, timeout=10)
+    shown = json.loads(server.cli("operation:show", started.out.strip(), "-o", "json").out)
+    assert (shown["status"], shown["exit_status"]) == ("cancelled", 137), shown
 
 
 def _read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:

@@ -36,6 +36,8 @@ from dockyard.services.credentials import release_credentials_for
 
 log = logging.getLogger("dockyard.runs")
 
+# How often a run looks whether it was asked to stop (``operation:cancel``).
+CANCEL_POLL_SECONDS = 1.0
 # How much of a run's first output is held back to tell the init's own
 # "exec failed" from the command's output.
 _INIT_PREFIX = b"[FATAL tini ("
@@ -62,7 +64,9 @@ class Run:
     container: OneOff
     # Set when the command could not be run at all (not in the image).
     error: str = ""
+    cancelled: bool = field(default=False, init=False)
     _finished: bool = field(default=False, init=False)
+    _ended: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def output(self) -> Iterator[tuple[int, bytes]]:
@@ -101,6 +105,7 @@ class Run:
                 found = self.platform.store.get_operation(self.operation.id)
                 return found or self.operation
             self._finished = True
+        self._ended.set()
         try:
             self.container.remove()
         except Exception:
@@ -111,6 +116,8 @@ class Run:
         elif why:
             message += f" ({why})"
         outcome = OperationStatus.SUCCEEDED if status == 0 else OperationStatus.FAILED
+        if self.cancelled:
+            message, outcome = f"cancelled while running ({message})", OperationStatus.CANCELLED
         store = self.platform.store
         store.append_log(self.operation.id, message[:1].upper() + message[1:])
         store.finish_run(self.operation.id, outcome, message, status)
@@ -127,6 +134,20 @@ class Run:
         if self.error and status == 0:
             status = COMMAND_NOT_FOUND
         return self.finish(status)
+
+    def watch_for_cancel(self) -> None:
+        """Kill the command when ``operation:cancel`` asks the run to stop."""
+        store = self.platform.store
+        while not self._ended.wait(CANCEL_POLL_SECONDS):
+            try:
+                asked = store.cancel_requested(self.operation.id)
+            except Exception:
+                log.exception("reading whether run %s was cancelled failed", self.operation.id)
+                continue
+            if asked:
+                self.cancelled = True
+                self.container.signal("SIGKILL")
+                return
 
     def stop(self, why: str) -> records.Operation:
         """The client went away: kill the command and record it."""
@@ -189,6 +210,9 @@ def start(platform: Platform, user: records.User, handle: str, request: RunReque
         _failed(platform, operation, "internal error: see the server log")
         raise
     run = Run(platform, operation, container)
+    threading.Thread(
+        target=run.watch_for_cancel, name=f"run-{operation.id}-cancel", daemon=True
+    ).start()
     if request.detach:
         threading.Thread(
             target=run.wait_and_finish, name=f"run-{operation.id}", daemon=True
