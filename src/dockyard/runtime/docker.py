@@ -256,5 +256,4 @@ class DockerScheduler:
             state=status,
             address=address,
             exit_code=exit_code,
-            restarts=int(found.get("RestartCount") or 0),  # inspected only
         )

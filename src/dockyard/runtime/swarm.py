@@ -342,7 +342,6 @@ class SwarmScheduler:
                     task=str(task["ID"]),
                     exit_code=_exit_code(exited),
                     error=str(exited["Status"].get("Err") or ""),
-                    restarts=len(tasks) - 1,
                 )
             )
         return found
