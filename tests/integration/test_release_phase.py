@@ -6,6 +6,8 @@ One engine only (not on Swarm): the suite is near its time budget.
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 from tests.integration.conftest import ServerFactory
@@ -153,3 +155,61 @@ def test_a_malformed_dockyard_yml_in_the_repository_rejects_the_push(
     assert "Step 1/" not in pushed.output  # refused before the build
     operations = json.loads(server.cli("operations", "--app", app, "-o", "json").out)
     assert [o["status"] for o in operations] == ["failed"]
+
+
+# --- automatic rollback (RELEASE_WATCH_SECONDS) ---
+
+
+def _operations(server: Server, app: str) -> list[dict]:
+    return list(json.loads(server.cli("operations", "--app", app, "-o", "json").out))
+
+
+def test_a_crash_looping_release_is_rolled_back_automatically(
+    server: Server, registry: Registry, app: str
+) -> None:
+    # Release 1 has release commands: the rollback to it runs them again.
+    first = deploy(
+        server, app, registry.image("release:v1"), *credentials(registry), "GREETING=one"
+    )
+    assert first.code == 0, first.text
+    # Answers its health check, then exits after 4 s, again and again.
+    flaky = deploy(server, app, registry.image("flaky:v1"), "RELEASE_WATCH_SECONDS=20")
+    assert flaky.code == 0, flaky.text  # the deploy returns once live
+    assert "Release 2 is live" in flaky.out
+    assert (
+        "Watching release 2 for 20 s (RELEASE_WATCH_SECONDS): it is rolled back if a container "
+        "exits, restarts or keeps failing its health check" in lines(flaky)
+    ), flaky.out
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rollbacks = [o for o in _operations(server, app) if o["type"] == "rollback"]
+        if rollbacks and rollbacks[0]["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no automatic rollback: {_operations(server, app)}")
+    assert len(rollbacks) == 1 and rollbacks[0]["created_by"] == "dockyard", rollbacks
+    assert rollbacks[0]["status"] == "succeeded", rollbacks
+    logged = server.cli("operation:logs", str(rollbacks[0]["id"]))
+    assert logged.code == 0, logged.text
+    log = lines(logged)
+    assert re.fullmatch(
+        r"Automatic rollback of release 2: cmd\.1 was restarted by the runtime \(1 time\) "
+        r"[3-9] s after it went live \(watched for 20 s, RELEASE_WATCH_SECONDS\)",
+        log[0],
+    ), log
+    assert "Rolling" in log[1] and "back to release 1" in log[1], log
+    assert "  | procfile release for one" in log  # its release phase ran again
+    assert "Release 3 (release 1 again) is live" in " ".join(log)
+    assert not [line for line in log if line.startswith("Watching release")]
+
+    assert served(server, app) == "released"
+    after = releases(server, app)
+    assert [(r["number"], r["kind"], r["current"]) for r in after] == [
+        (3, "rollback", True),
+        (2, "deploy", False),
+        (1, "deploy", False),
+    ]
+    assert after[0]["created_by"] == "dockyard"
+    assert "RELEASE_WATCH_SECONDS" not in server.cli("config", "--app", app).out

@@ -84,6 +84,9 @@ class Container:
     # and what the engine said when it would not run it (Swarm's task error).
     exit_code: int | None = None
     error: str = ""
+    # How many times the runtime started it again after it exited (Docker's
+    # restart count; Swarm's tasks of its slot that exited). Listings may say 0.
+    restarts: int = 0
 
     @property
     def shown_id(self) -> str:

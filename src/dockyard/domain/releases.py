@@ -21,6 +21,9 @@ DEFAULT_HEALTHCHECK_TIMEOUT = 180
 MAX_HEALTHCHECK_TIMEOUT = 900
 # Services that serve no HTTP pass their check by staying up this long.
 STAY_UP_SECONDS = 10.0
+# How long a release is watched once live, to roll it back if it crashes.
+DEFAULT_WATCH_SECONDS = 60
+MAX_WATCH_SECONDS = 3600
 
 # A Procfile's ``release:`` line runs in the release phase (Heroku's spelling).
 PROCFILE_RELEASE = "release"
@@ -85,6 +88,8 @@ def default_services() -> list[Service]:
 class HealthCheck:
     timeout: float
     strict: bool
+    # Seconds the release is watched once live (0: not watched): see ``domain.watching``.
+    watch: float = float(DEFAULT_WATCH_SECONDS)
 
     @property
     def path(self) -> str:
@@ -92,18 +97,28 @@ class HealthCheck:
 
     @classmethod
     def from_configuration(cls, values: Mapping[str, str]) -> HealthCheck:
-        raw = values.get("RELEASE_HEALTHCHECK_TIMEOUT", str(DEFAULT_HEALTHCHECK_TIMEOUT))
-        try:
-            timeout = int(raw)
-        except ValueError:
-            timeout = -1
-        if not 0 <= timeout <= MAX_HEALTHCHECK_TIMEOUT:
-            raise InvalidInput(
-                f"RELEASE_HEALTHCHECK_TIMEOUT must be a whole number of seconds "
-                f"from 0 to {MAX_HEALTHCHECK_TIMEOUT}, not {raw!r}"
-            )
+        timeout = _seconds(
+            values,
+            "RELEASE_HEALTHCHECK_TIMEOUT",
+            DEFAULT_HEALTHCHECK_TIMEOUT,
+            MAX_HEALTHCHECK_TIMEOUT,
+        )
+        watch = _seconds(values, "RELEASE_WATCH_SECONDS", DEFAULT_WATCH_SECONDS, MAX_WATCH_SECONDS)
         strict = values.get("STRICT_HEALTH_CHECKS", "").lower() in ("1", "true", "yes")
-        return cls(timeout=float(timeout), strict=strict)
+        return cls(timeout=float(timeout), strict=strict, watch=float(watch))
+
+
+def _seconds(values: Mapping[str, str], key: str, default: int, maximum: int) -> int:
+    raw = values.get(key, str(default))
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds <= maximum:
+        raise InvalidInput(
+            f"{key} must be a whole number of seconds from 0 to {maximum}, not {raw!r}"
+        )
+    return seconds
 
 
 # What made a release: the type of the operation that created it.

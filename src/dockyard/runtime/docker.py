@@ -256,4 +256,5 @@ class DockerScheduler:
             state=status,
             address=address,
             exit_code=exit_code,
+            restarts=int(found.get("RestartCount") or 0),  # inspected only
         )

@@ -81,6 +81,8 @@ _SLOT_PORT = "{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}"
 # A task Swarm still wants to run has one of these desired states.
 _WANTED = STARTING_STATES | {"running"}
 _FAILED = {"failed", "rejected"}
+# A task whose container exited by itself; Swarm starts another in its slot.
+_ENDED = {"failed", "complete"}
 _DETAIL_TASK = "com.docker.swarm.task.id="
 
 
@@ -342,6 +344,8 @@ class SwarmScheduler:
                     task=str(task["ID"]),
                     exit_code=_exit_code(exited),
                     error=str(exited["Status"].get("Err") or ""),
+                    # Tasks moved off a drained or lost node were shut down, not restarted.
+                    restarts=sum(t["Status"]["State"] in _ENDED for t in tasks),
                 )
             )
         return found

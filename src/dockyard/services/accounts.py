@@ -6,8 +6,15 @@ import time
 
 from dockyard.crypto.keys import hash_token, new_token
 from dockyard.domain import records
-from dockyard.domain.errors import AdminRequired, InvalidToken, UserExists, UserNotFound
+from dockyard.domain.errors import (
+    AdminRequired,
+    InvalidInput,
+    InvalidToken,
+    UserExists,
+    UserNotFound,
+)
 from dockyard.domain.names import validate_user_name
+from dockyard.domain.watching import SYSTEM_USER
 from dockyard.services.context import Platform
 
 TOKEN_CACHE_SECONDS = 10.0
@@ -49,6 +56,10 @@ def create_user(
     """Create a user and return it with its token, the only time it is shown."""
     require_admin(actor)
     validate_user_name(name)
+    if name == SYSTEM_USER:
+        raise InvalidInput(
+            f"{name!r} names the platform itself (it starts automatic rollbacks): choose another"
+        )
     token = new_token()
     user = platform.store.create_user(name, is_admin=is_admin, token_hash=hash_token(token))
     return user, token

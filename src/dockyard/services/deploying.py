@@ -43,6 +43,7 @@ from dockyard.services.context import Platform
 from dockyard.services.credentials import release_credentials_for
 from dockyard.services.release_phase import run_release_phase
 from dockyard.services.running import OperationRun
+from dockyard.services.watching import watch_release
 
 # How long requests already sent to containers being replaced may take.
 DRAIN_TIMEOUT = 30.0
@@ -155,6 +156,7 @@ def deploy(run: OperationRun) -> str:
     if given is not None:
         run.log(f"Saved the credentials for {given.host} for later deploys of {app.handle}")
     run.log(f"Release {release.number} is live at {platform.url(app.handle)}")
+    watch_release(run, release, values)
     return (
         f"release {release.number} ({release.source_text()}) with configuration version {version}"
     )

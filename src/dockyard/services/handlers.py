@@ -11,6 +11,7 @@ from dockyard.services.deploying import deploy, restart_with
 from dockyard.services.rolling_back import rollback
 from dockyard.services.running import OperationRun
 from dockyard.services.scaling import scale
+from dockyard.services.watching import watch_release
 
 
 def configure(run: OperationRun) -> str:
@@ -30,6 +31,7 @@ def configure(run: OperationRun) -> str:
         version = store.activate_release(
             app.id, release.id, config=(values, run.operation.id), credentials=None
         )
+        watch_release(run, release, values)
     run.log(f"Configuration version {version} is now current")
     return f"configuration version {version}"
 
@@ -41,6 +43,8 @@ def restart(run: OperationRun) -> str:
         raise InvalidInput(f"app {app.handle!r} has never been deployed: nothing to restart")
     run.platform.store.activate_release(app.id, release.id, config=None, credentials=None)
     run.log(f"{app.handle} restarted with release {release.number}")
+    store = run.platform.store
+    watch_release(run, release, store.configuration(app.id, app.config_version).values)
     return f"release {release.number}"
 
 

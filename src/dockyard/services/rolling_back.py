@@ -16,6 +16,7 @@ from dockyard.services.context import Platform
 from dockyard.services.deploying import roll_out
 from dockyard.services.operations import start
 from dockyard.services.running import OperationRun
+from dockyard.services.watching import watch_release
 
 
 def start_rollback(
@@ -36,7 +37,14 @@ def rollback(run: OperationRun) -> str:
     platform = run.platform
     store = platform.store
     app = run.app()
-    number = int(run.operation.payload["release"])
+    payload = run.operation.payload
+    number = int(payload["release"])
+    if "watched" in payload:  # queued by the watch of a release (``watching``)
+        watched = int(payload["watched_number"])
+        run.log(f"Automatic rollback of release {watched}: {payload['reason']}")
+        if app.current_release_id != int(payload["watched"]):
+            run.log(f"Release {watched} is no longer the current release: nothing is rolled back")
+            return f"nothing rolled back: release {watched} is no longer current"
     target = rollback_target(app.handle, store.releases(app.id), app.current_release_id, number)
     run.log(
         f"Rolling {app.handle} back to release {target.number}: {target.source_text()} "
@@ -66,6 +74,7 @@ def rollback(run: OperationRun) -> str:
         f"Release {release.number} (release {target.number} again) is live at "
         f"{platform.url(app.handle)}"
     )
+    watch_release(run, release, values)
     return (
         f"release {release.number}: release {target.number} ({target.source_text()}) "
         f"with configuration version {version}"

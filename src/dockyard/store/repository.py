@@ -403,7 +403,7 @@ class Store:
                 app_handle=app.handle,
                 type=type.value,
                 status=OperationStatus.QUEUED.value,
-                created_by_id=user.id,
+                created_by_id=user.id or None,  # 0: the platform itself (no user row)
                 created_by=user.name,
                 created_at=now(),
                 payload=sealed,
