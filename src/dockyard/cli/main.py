@@ -1023,10 +1023,10 @@ def _follow(session: Session, operation_id: int, output: str) -> None:
 
 
 # One-off commands live in a module of their own (their WebSocket client too).
-from dockyard.cli.runs import run_command, ssh_command  # noqa: E402
+from dockyard.cli.runs import one_off_commands  # noqa: E402
 
-cli.add_command(run_command)
-cli.add_command(ssh_command)
+for _command in one_off_commands(app_option):
+    cli.add_command(_command)
 
 
 def main(

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -29,9 +29,8 @@ if TYPE_CHECKING:
 _RUN_SETTINGS = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 SHELL = "/bin/sh"
 
-app_option = click.option(
-    "--app", "-a", "app", required=True, envvar="DOCKYARD_APP", help="The app's handle."
-)
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
 env_option = click.option(
     "--env",
     "-e",
@@ -42,38 +41,47 @@ env_option = click.option(
 )
 
 
-@click.command("run", context_settings=_RUN_SETTINGS)
-@app_option
-@click.option("--detach", is_flag=True, help="Start it, print the run's operation id, return.")
-@env_option
-@output_option
-@click.argument("command", nargs=-1, required=True, metavar="-- COMMAND [ARGS]...")
-@click.pass_obj
-def run_command(
-    session: Any,
-    app: str,
-    detach: bool,
-    env: tuple[str, ...],
-    output: str,
-    command: tuple[str, ...],
-) -> None:
-    """Run a command in a one-off container of the app's current release.
+def one_off_commands(app_option: Decorator) -> list[click.Command]:
+    """``run`` and ``ssh``, with the command tree's own ``--app`` (and its defaults)."""
 
-    It has the app's configuration (never the registry credentials), streams
-    its output, takes your input, and exits with the command's status. With
-    a terminal on stdin it gets a TTY of its own. The container is removed
-    when the command ends.
-    """
-    _run(session.env, app, list(command), env, detach=detach, output=output)
+    @click.command("run", context_settings=_RUN_SETTINGS)
+    @app_option
+    @click.option("--detach", is_flag=True, help="Start it, print the run's operation id, return.")
+    @env_option
+    @output_option
+    @click.argument("command", nargs=-1, required=True, metavar="-- COMMAND [ARGS]...")
+    @click.pass_obj
+    def run_command(
+        session: Any,
+        app: str,
+        detach: bool,
+        env: tuple[str, ...],
+        output: str,
+        command: tuple[str, ...],
+    ) -> None:
+        """Run a command in a one-off container of the app's current release.
 
+        It has the app's configuration (never the registry credentials),
+        streams its output, takes your input, and exits with the command's
+        status. With a terminal on stdin it gets a TTY of its own. The
+        container is removed when the command ends.
 
-@click.command("ssh")
-@app_option
-@env_option
-@click.pass_obj
-def ssh_command(session: Any, app: str, env: tuple[str, ...]) -> None:
-    """Open a shell (/bin/sh) in a one-off container of the app's current release."""
-    _run(session.env, app, [SHELL], env, detach=False, output="text")
+        \b
+          dockyard run --app web -- ./manage.py migrate
+          dockyard run --app web --env DEBUG=1 -- sh -c 'echo $DEBUG'
+          dockyard run --app web --detach -- ./nightly.sh
+        """
+        _run(session.env, app, list(command), env, detach=detach, output=output)
+
+    @click.command("ssh")
+    @app_option
+    @env_option
+    @click.pass_obj
+    def ssh_command(session: Any, app: str, env: tuple[str, ...]) -> None:
+        """Open a shell (/bin/sh) in a one-off container of the app's current release."""
+        _run(session.env, app, [SHELL], env, detach=False, output="text")
+
+    return [run_command, ssh_command]
 
 
 def _fileno(stream: TextIO) -> int | None:
