@@ -220,6 +220,37 @@ def test_a_run_stops_on_ctrl_c_or_operation_cancel(server: Server, deployed: str
     assert (shown["status"], shown["exit_status"]) == ("cancelled", 137), shown
 
 
+def test_runs_at_once_are_not_capped_by_a_thread_pool(server: Server, deployed: str) -> None:
+    # All of them wait for input at once: were each run's output held by a
+    # thread of a small pool (6 on 2 cores), the last ones would never start.
+    clis = [
+        subprocess.Popen(
+            [
+                DOCKYARD,
+                "run",
+                "--app",
+                deployed,
+                "--",
+                "sh",
+                "-c",
+                "echo ready; read x; echo got-$x",
+            ],
+            env=server.environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    for cli in clis:
+        assert cli.stdout is not None
+        assert _read_until(cli.stdout.fileno(), b"ready\n", timeout=30) == b"ready\n"
+    for n, cli in enumerate(clis):
+        out, err = cli.communicate(f"{n}\n".encode(), timeout=30)
+        assert (cli.returncode, out) == (0, f"got-{n}\n".encode()), err
+    wait_for_no_one_offs(server, timeout=10)
+
+
 def _read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
     seen = b""
     deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -92,7 +93,10 @@ async def run_command(websocket: WebSocket, handle: str) -> None:
     await websocket.accept()
     try:
         user = await _user(platform, websocket)
-        request = _request(await websocket.receive_text())
+        first = await websocket.receive()
+        if first["type"] == "websocket.disconnect":
+            return
+        request = _request(first.get("text"))
         started = await run_in_threadpool(one_off.start, platform, user, handle, request)
     except WebSocketDisconnect:
         return
@@ -123,14 +127,19 @@ async def _attach(websocket: WebSocket, started: one_off.Run) -> None:
     loop = asyncio.get_running_loop()
     output: asyncio.Queue[bytes | None] = asyncio.Queue(_OUTPUT_QUEUE)
 
+    pumping: asyncio.Future[None] = loop.create_future()
+
     def pump() -> None:
         try:
             for stream, data in started.output():
                 asyncio.run_coroutine_threadsafe(output.put(bytes([stream]) + data), loop).result()
         finally:
             asyncio.run_coroutine_threadsafe(output.put(None), loop).result()
+            loop.call_soon_threadsafe(pumping.set_result, None)
 
-    pumping = loop.run_in_executor(None, pump)
+    # A thread of its own for as long as the command runs: a pool's threads
+    # (the loop's default executor has a handful) would cap the runs at once.
+    threading.Thread(target=pump, name=f"run-{started.operation.id}-output", daemon=True).start()
     receiving = asyncio.create_task(_receive(websocket, started))
     try:
         while (chunk := await output.get()) is not None:
