@@ -120,6 +120,12 @@ class Images(Protocol):
         """The first of ``paths`` that is a file in the image, with its text."""
         ...
 
+    def read_firsts(
+        self, image: str, groups: Sequence[tuple[str, ...]]
+    ) -> list[tuple[str, str] | None]:
+        """``read_first`` of each group of paths, in one look at the image."""
+        ...
+
     def tag(self, image: str, repository: str, tag: str) -> None: ...
 
     def image_repository(self, app: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Sequence
+from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
@@ -80,21 +82,31 @@ class EngineImages:
 
     def read_first(self, image: str, paths: tuple[str, ...]) -> tuple[str, str] | None:
         """The first of ``paths`` that is a file in the image, with its text."""
+        return self.read_firsts(image, [paths])[0]
+
+    def read_firsts(
+        self, image: str, groups: Sequence[tuple[str, ...]]
+    ) -> list[tuple[str, str] | None]:
+        """``read_first`` of each group of paths, from one container (made once)."""
         container = self._client.containers.create(image, entrypoint=["/"], network_mode="none")
         try:
-            for path in paths:
-                try:
-                    stream, _ = container.get_archive(path)
-                except NotFound:
-                    continue
-                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-                    member = archive.next()
-                    extracted = archive.extractfile(member) if member and member.isfile() else None
-                    if extracted is not None:
-                        return path, extracted.read().decode("utf-8", "replace")
-            return None
+            return [self._first_in(container, paths) for paths in groups]
         finally:
             container.remove(force=True)
+
+    @staticmethod
+    def _first_in(container: Any, paths: tuple[str, ...]) -> tuple[str, str] | None:
+        for path in paths:
+            try:
+                stream, _ = container.get_archive(path)
+            except NotFound:
+                continue
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                member = archive.next()
+                extracted = archive.extractfile(member) if member and member.isfile() else None
+                if extracted is not None:
+                    return path, extracted.read().decode("utf-8", "replace")
+        return None
 
     def image_repository(self, app: str) -> str:
         """Where the app's built images are tagged: each installation has its own."""

@@ -134,10 +134,8 @@ def services_later(
 
     def pull_and_read() -> ImageFiles:
         images.pull(pinned, credentials)
-        return (
-            images.read_first(str(pinned), PROCFILE_PATHS),
-            images.read_first(str(pinned), IMAGE_CONFIG_PATHS),
-        )
+        procfile, config = images.read_firsts(str(pinned), [PROCFILE_PATHS, IMAGE_CONFIG_PATHS])
+        return procfile, config
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="procfile")
     future = executor.submit(pull_and_read)
@@ -230,8 +228,8 @@ def image_contents(
 ) -> tuple[list[Service], list[ReleaseCommand]]:
     """An image's services and release commands, from its own files."""
     images = run.platform.images()
-    procfile = images.read_first(image, PROCFILE_PATHS)
-    commands = commands_from(images.read_first(image, IMAGE_CONFIG_PATHS), procfile)
+    procfile, config = images.read_firsts(image, [PROCFILE_PATHS, IMAGE_CONFIG_PATHS])
+    commands = commands_from(config, procfile)
     services = services_from(run, procfile) if tell else []
     _told(run, commands)
     return services, commands

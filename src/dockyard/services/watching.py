@@ -78,8 +78,8 @@ def _watch(
 ) -> None:
     try:
         _look(platform, handle, release, health, {c.id: Watched(c) for c in routed})
-    except Exception:
-        log.exception("watching release %s of %s failed", release.number, handle)
+    except Exception as exc:  # the server stopping closes the store under it, too
+        log.warning("watching release %s of %s stopped: %s", release.number, handle, exc)
 
 
 def _look(
