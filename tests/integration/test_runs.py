@@ -220,6 +220,23 @@ def test_a_run_stops_on_ctrl_c_or_operation_cancel(server: Server, deployed: str
     assert (shown["status"], shown["exit_status"]) == ("cancelled", 137), shown
 
 
+def test_a_client_that_goes_away_ends_its_run(server: Server, deployed: str) -> None:
+    from websockets.sync.client import connect
+
+    url = server.url.replace("http://", "ws://") + f"/apps/{deployed}/run"
+    with connect(url, additional_headers={"Authorization": f"Bearer {server.token}"}) as ws:
+        ws.send(json.dumps({"command": ["sleep", "60"], "stdin": True}))
+        started = json.loads(ws.recv())
+        assert started["kind"] == "started", started
+        time.sleep(0.3)
+    wait_for_no_one_offs(server, timeout=10)
+    shown = json.loads(
+        server.cli("operation:show", str(started["operation"]["id"]), "-o", "json").out
+    )
+    assert (shown["status"], shown["exit_status"]) == ("failed", 137), shown
+    assert shown["message"] == "exited with status 137 (the client went away)"
+
+
 def test_runs_at_once_are_not_capped_by_a_thread_pool(server: Server, deployed: str) -> None:
     # All of them wait for input at once: were each run's output held by a
     # thread of a small pool (6 on 2 cores), the last ones would never start.

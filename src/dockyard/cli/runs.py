@@ -148,7 +148,7 @@ def _connect(env: Environment, app: str) -> Any:
     token = env.api_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        connection = connect(
+        opened = connect(
             f"{where}/apps/{app}/run",
             additional_headers=headers,
             open_timeout=30,
@@ -160,10 +160,8 @@ def _connect(env: Environment, app: str) -> Any:
         raise ApiError(
             f"cannot reach the Dockyard server at {url}: {reason}", ExitCode.UNREACHABLE
         ) from None
-    try:
+    with opened as connection:  # (websockets warns about a connection used otherwise)
         yield connection
-    finally:
-        connection.close()
 
 
 def _message(connection: ClientConnection, env: Environment) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class Run:
     # Set when the command could not be run at all (not in the image).
     error: str = ""
     cancelled: bool = field(default=False, init=False)
+    # Why it was stopped from here (the client went away), if it was.
+    stopped: str = field(default="", init=False)
     _finished: bool = field(default=False, init=False)
     _ended: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -111,6 +113,7 @@ class Run:
         except Exception:
             log.exception("removing the one-off container of run %s failed", self.operation.id)
         message = ended(status)
+        why = why or self.stopped
         if self.error:
             message += f": {self.error}"
         elif why:
@@ -151,6 +154,7 @@ class Run:
 
     def stop(self, why: str) -> records.Operation:
         """The client went away: kill the command and record it."""
+        self.stopped = why
         self.container.signal("SIGKILL")
         try:
             status = self.container.wait()
