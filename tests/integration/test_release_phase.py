@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 
 from tests.integration.conftest import ServerFactory
@@ -15,7 +16,7 @@ from tests.integration.gitpush import WorkingCopy
 from tests.integration.registry import Registry, engine_client
 from tests.integration.servers import Result, Server
 from tests.integration.test_deploys import credentials, served, show
-from tests.integration.test_git_deploys import remote, web
+from tests.integration.test_git_deploys import _creds, remote, web
 from tests.integration.test_releases import releases
 
 
@@ -213,3 +214,38 @@ def test_a_crash_looping_release_is_rolled_back_automatically(
     ]
     assert after[0]["created_by"] == "dockyard"
     assert "RELEASE_WATCH_SECONDS" not in server.cli("config", "--app", app).out
+
+
+def test_a_pushed_repository_s_release_commands_run_on_deploy_and_rollback(
+    server: Server, registry: Registry, app: str, tmp_path: Path
+) -> None:
+    assert server.cli("config:set", "--app", app, *_creds(registry)).code == 0
+    repo = WorkingCopy(tmp_path / "work", remote(server, app))
+    repo.commit(
+        {
+            **web(registry, f"built-{uuid.uuid4().hex}"),  # a build of its own
+            ".aptible.yml": "before_release:\n  - echo before from git\n",
+            "Procfile": "web: exec httpd -f -p $PORT -h /www\nrelease: echo release from git\n",
+        }
+    )
+    pushed = repo.push("main")
+    assert pushed.code == 0, pushed.output
+    log = [line.removeprefix("remote: ").rstrip() for line in pushed.output.splitlines()]
+    assert (
+        "Release commands: 'echo before from git' (.aptible.yml), 'echo release from git' "
+        "(Procfile (release:))" in log
+    ), pushed.output
+    before = log.index("  | before from git")
+    after = log.index("  | release from git")
+    started = next(i for i, line in enumerate(log) if line.startswith("Started web.1 on "))
+    assert before < after < started, pushed.output
+    assert "Services from the repository's Procfile: web" in log
+
+    assert deploy(server, app, registry.image("web:v2"), *credentials(registry)).code == 0
+    # The rollback reads the commit's files from the app's repository again.
+    rolled = server.cli("rollback", "--app", app)
+    assert rolled.code == 0, rolled.text
+    assert lines(rolled).index("  | before from git") < lines(rolled).index(
+        "  | release from git"
+    ), rolled.out
+    assert [c["service"] for c in show(server, app)["containers"]] == ["web"]
