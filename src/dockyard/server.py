@@ -34,6 +34,7 @@ from dockyard.services.accounts import bootstrap_admin
 from dockyard.services.context import Platform
 from dockyard.services.events import Events
 from dockyard.services.reconciling import reconcile
+from dockyard.services.recovering import Recoveries
 from dockyard.services.renewing import renew
 from dockyard.store.database import sqlite_url
 from dockyard.store.repository import Store
@@ -224,6 +225,8 @@ def _serve(settings: ServerSettings) -> None:
         interval=float(os.environ.get("DOCKYARD_RECONCILE_SECONDS", default_interval)),
     )
     reconciler.start()
+    recoveries = Recoveries(platform)  # container recovery, in the apps' operations
+    recoveries.start()
     keeper = certificates.Keeper(
         platform, interval=float(os.environ.get("DOCKYARD_CERT_SECONDS", "60"))
     )
@@ -243,6 +246,7 @@ def _serve(settings: ServerSettings) -> None:
     finally:
         if platform.https is not None:
             keeper.stop()
+        recoveries.stop()
         reconciler.stop()
         worker.stop()
         router.stop()

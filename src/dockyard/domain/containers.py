@@ -8,12 +8,14 @@ schedules (Kubernetes, later) can reuse the engine's images and builder.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from dockyard.domain.images import ImageReference
+from dockyard.domain.recovery import Exit
 from dockyard.domain.runs import OneOff, OneOffSpec
 
 # The user a credential helper names for an identity token (Docker's protocol).
@@ -223,6 +225,11 @@ class Scheduler(Protocol):
 
     def forget(self, app: str) -> None:
         """Remove what was made to run a deprovisioned app (its network)."""
+        ...
+
+    def exits(self, stop: threading.Event) -> Iterator[Exit]:
+        """The app containers that exit on their own (to be started again), as they do,
+        until ``stop`` is set; a scheduler that cannot tell yields none."""
         ...
 
     def renew_credentials(

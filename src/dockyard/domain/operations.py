@@ -14,6 +14,8 @@ class OperationType(enum.StrEnum):
     DEPROVISION = "deprovision"
     # A one-off command (``dockyard run``): recorded, never queued.
     RUN = "run"
+    # The platform restarted a container that died (``domain.recovery``): recorded.
+    RECOVER = "recover"
 
 
 class OperationStatus(enum.StrEnum):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from docker.types import LogConfig
 
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials, Runtime
 from dockyard.domain.errors import ContainerRefused
+from dockyard.domain.recovery import Exit
 from dockyard.domain.refusals import explain_refusal
 from dockyard.domain.runs import OneOff, OneOffSpec
 from dockyard.runtime.building import EngineBuilder
@@ -37,6 +39,7 @@ from dockyard.runtime.engine import (
     Engine,
     merge_lines,
 )
+from dockyard.runtime.exits import engine_exits
 from dockyard.runtime.images import EngineImages
 from dockyard.runtime.one_off import remove_app_one_offs, remove_ended_one_offs, start_one_off
 from dockyard.runtime.releasing import run_release_command
@@ -206,6 +209,9 @@ class DockerScheduler:
                 "role": "engine",
             }
         ]
+
+    def exits(self, stop: threading.Event) -> Iterator[Exit]:
+        return engine_exits(self._engine, stop)
 
     def forget(self, app: str) -> None:
         """Remove the app's network (and one-off runs still on it)."""

@@ -56,6 +56,7 @@ from dockyard.domain.containers import (
     Runtime,
 )
 from dockyard.domain.images import ImageReference, built_repository
+from dockyard.domain.recovery import Exit
 from dockyard.domain.runs import OneOff, OneOffSpec
 from dockyard.runtime.building import EngineBuilder
 from dockyard.runtime.engine import (
@@ -455,6 +456,11 @@ class SwarmScheduler:
                 }
             )
         return found
+
+    def exits(self, stop: threading.Event) -> Iterator[Exit]:
+        """None told: Swarm starts a failed task again itself, as a new task; the
+        reconciler follows tasks, not their exits (see the README)."""
+        return iter(())
 
     def forget(self, app: str) -> None:
         """Remove the app's network on the manager, where its builds and runs ran."""

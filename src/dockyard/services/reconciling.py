@@ -40,25 +40,35 @@ def reconcile(platform: Platform) -> list[str]:
             router.set_names(handle, names)
             actions.append(f"{handle} answers on {', '.join(names)}")
     for handle in sorted(set(by_app) | set(live) | set(router.routes())):
-        lock = platform.app_lock(handle)
-        if not lock.acquire(blocking=False):
-            continue  # an operation of this process is changing the app
-        try:
-            if handle in store.busy_apps():
-                continue  # an operation of another process is
-            # Read again under the lock: a deploy may have finished since the
-            # first read, and its release must not be taken for a leftover.
-            release = store.live_releases(handle).get(handle)
-            try:
-                actions += _reconcile_app(platform, handle, release)
-            except DockyardError as exc:  # e.g. its registry source fails: others go on
-                actions.append(f"could not reconcile {handle}: {exc.message}")
-        finally:
-            lock.release()
+        actions += reconcile_app(platform, handle)
     actions += one_off.sweep(platform)
     for action in actions:
         log.info("reconcile: %s", action)
     return actions
+
+
+def reconcile_app(platform: Platform, handle: str) -> list[str]:
+    """Reconcile one app, unless an operation is changing it; what was changed.
+
+    Also run when one of its containers was restarted by the engine: its new
+    address (a restart may get another) is routed at once, not a pass later.
+    """
+    store = platform.store
+    lock = platform.app_lock(handle)
+    if not lock.acquire(blocking=False):
+        return []  # an operation of this process is changing the app
+    try:
+        if handle in store.busy_apps():
+            return []  # an operation of another process is
+        # Read again under the lock: a deploy may have finished since the
+        # first read, and its release must not be taken for a leftover.
+        release = store.live_releases(handle).get(handle)
+        try:
+            return _reconcile_app(platform, handle, release)
+        except DockyardError as exc:  # e.g. its registry source fails: others go on
+            return [f"could not reconcile {handle}: {exc.message}"]
+    finally:
+        lock.release()
 
 
 def _reconcile_app(platform: Platform, handle: str, release: Release | None) -> list[str]:

@@ -32,6 +32,7 @@ from dockyard.domain.ports import Cipher
 from dockyard.domain.registries import NewSource, Source, SourceKind
 from dockyard.domain.releases import Release, Service
 from dockyard.domain.text import plain
+from dockyard.domain.watching import SYSTEM_USER
 from dockyard.store import models
 from dockyard.store.database import make_engine, migrate
 from dockyard.store.models import now
@@ -441,6 +442,29 @@ class Store:
             )
             s.add(row)
             s.flush()
+            return self._operation(row)
+
+    def record_recovery(self, app: records.App, line: str) -> records.Operation:
+        """A ``recover`` operation, finished as it is made: the platform restarted a container."""
+        with self._write(changes_apps=False) as s:
+            at = now()
+            row = models.Operation(
+                app_id=app.id,
+                app_handle=app.handle,
+                type=OperationType.RECOVER.value,
+                status=OperationStatus.SUCCEEDED.value,
+                created_by_id=None,
+                created_by=SYSTEM_USER,
+                created_at=at,
+                started_at=at,
+                finished_at=at,
+                payload=self._cipher.encrypt("{}"),
+                message=line,
+                cancel_requested=False,
+            )
+            s.add(row)
+            s.flush()
+            s.add(models.OperationLog(operation_id=row.id, line=line, at=at))
             return self._operation(row)
 
     def finish_run(
