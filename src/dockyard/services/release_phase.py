@@ -30,6 +30,10 @@ from dockyard.domain.release_phase import (
 from dockyard.domain.releases import PROCFILE_RELEASE, Release, procfile_release
 from dockyard.services.running import OperationRun
 
+# Each line is a row of the operation's log: a command that prints without
+# end must not fill the database.
+MAX_LOGGED_LINES = 10_000
+
 
 def parse_config(path: str, text: str) -> list[ReleaseCommand]:
     """The ``before_release`` commands of a ``.dockyard.yml``/``.aptible.yml``."""
@@ -73,12 +77,20 @@ def run_release_phase(
     timeout = run.platform.release_timeout
     secrets = [v for k, v in values.items() if is_secret(k) and v]
 
-    def line(text: str) -> None:
-        for secret in secrets:  # an app may print its own secrets
-            text = text.replace(secret, MASK)
-        run.log(f"  | {text}")
-
     for number, command in enumerate(commands, start=1):
+        logged = 0
+
+        def line(text: str) -> None:
+            nonlocal logged
+            logged += 1
+            if logged > MAX_LOGGED_LINES:
+                if logged == MAX_LOGGED_LINES + 1:
+                    run.log(f"  (more than {MAX_LOGGED_LINES} lines: the rest is not logged)")
+                return
+            for secret in secrets:  # an app may print its own secrets
+                text = text.replace(secret, MASK)
+            run.log(f"  | {text}")
+
         run.log(
             f"Release phase {number}/{len(commands)}: running {command.command!r} "
             f"(from {command.origin}) in a one-off container of release {release.number}"

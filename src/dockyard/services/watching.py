@@ -46,18 +46,25 @@ def watch_release(run: OperationRun, release: Release, values: Mapping[str, str]
     if run.operation.type is OperationType.ROLLBACK and run.operation.created_by == SYSTEM_USER:
         return  # an automatic rollback is not rolled back in turn
     platform = run.platform
-    health = HealthCheck.from_configuration(values)
-    if health.watch <= 0:
+    try:
+        health = HealthCheck.from_configuration(values)
+        if health.watch <= 0:
+            return
+        scheduler = platform.scheduler()
+        routed = [
+            found
+            for c in scheduler.containers(run.operation.app_handle)
+            if c.release == release.id
+            and (service := release.service(c.service)) is not None
+            and service.routed
+            and (found := scheduler.inspect(c.id)) is not None
+        ]
+    except Exception as exc:  # the release is live: the operation succeeded all the same
+        log.warning("not watching release %s of %s: %s", release.number, release.app_id, exc)
+        run.log(
+            f"Release {release.number} is not watched: {getattr(exc, 'message', 'internal error')}"
+        )
         return
-    scheduler = platform.scheduler()
-    routed = [
-        found
-        for c in scheduler.containers(run.operation.app_handle)
-        if c.release == release.id
-        and (service := release.service(c.service)) is not None
-        and service.routed
-        and (found := scheduler.inspect(c.id)) is not None
-    ]
     if not routed:
         return
     run.log(
