@@ -392,6 +392,7 @@ def test_procfile_services(server: Server, registry: Registry, app: str) -> None
     assert result.code == 0, result.text
     assert "Services from /.dockyard/Procfile: web, worker" in result.out
     assert "worker.1 stayed up" in result.out
+    assert re.search(r"waiting for worker\.1 to stay up: \d+ s of 10 s", result.out), result.out
     assert served(server, app) == "procfile"
     services = sorted(c["service"] for c in show(server, app)["containers"])
     assert services == ["web", "worker"]

@@ -61,3 +61,15 @@ def judge(
             failure=f"did not answer HTTP on {state.upstream} within {health.timeout:.0f} s"
         )
     return Verdict(failure=f"answered {status} on {health.path}, not 200")
+
+
+PROGRESS_SECONDS = 5.0  # how often a wait says how far it is
+
+
+def waiting_note(name: str, *, routed: bool, elapsed: float, health: HealthCheck) -> str:
+    """``waiting for web.1 to answer HTTP on PORT: 12 s of 180 s``, while it waits."""
+    if routed:
+        return (
+            f"waiting for {name} to answer HTTP on PORT: {elapsed:.0f} s of {health.timeout:.0f} s"
+        )
+    return f"waiting for {name} to stay up: {elapsed:.0f} s of {STAY_UP_SECONDS:.0f} s"

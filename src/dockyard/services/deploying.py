@@ -25,7 +25,7 @@ from dockyard.domain.containers import (
     Scheduler,
 )
 from dockyard.domain.errors import HealthCheckFailed, InvalidInput
-from dockyard.domain.health import judge
+from dockyard.domain.health import PROGRESS_SECONDS, judge, waiting_note
 from dockyard.domain.images import ImageReference
 from dockyard.domain.release_phase import ReleaseCommand
 from dockyard.domain.releases import HealthCheck, Release, Service
@@ -377,6 +377,7 @@ def _check_health(
         )
     latest = {c.id: c for _, c in started}
     apps = {c.app for _, c in started}
+    progress = begin + PROGRESS_SECONDS
     while waiting:
         run.check_cancelled()
         if pending is not None:  # a guess found wrong stops here, not at its timeout
@@ -400,6 +401,11 @@ def _check_health(
             if verdict.healthy:
                 run.log(f"{service.name}.{container.index + 1} {verdict.note}")
                 del waiting[container_id]
+        if waiting and time.monotonic() >= progress:  # a line every few seconds
+            progress += PROGRESS_SECONDS
+            for service, container in waiting.values():
+                name = f"{service.name}.{container.index + 1}"
+                run.log(waiting_note(name, routed=service.routed, elapsed=elapsed, health=health))
         if waiting:
             time.sleep(PROBE_INTERVAL)
     started[:] = [(s, latest[c.id]) for s, c in started]

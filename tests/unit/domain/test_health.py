@@ -77,3 +77,14 @@ def test_a_worker_is_healthy_once_it_stayed_up() -> None:
     assert judge(
         RUNNING, routed=False, elapsed=STAY_UP_SECONDS, health=LOOSE, probe=never
     ) == Verdict(healthy=True, note="stayed up")
+
+
+def test_a_wait_says_how_far_it_is() -> None:
+    from dockyard.domain.health import waiting_note
+
+    assert waiting_note(
+        "web.1", routed=True, elapsed=12.4, health=HealthCheck(timeout=180, strict=False)
+    ) == ("waiting for web.1 to answer HTTP on PORT: 12 s of 180 s")
+    assert waiting_note("worker.2", routed=False, elapsed=5.2, health=LOOSE) == (
+        f"waiting for worker.2 to stay up: 5 s of {STAY_UP_SECONDS:.0f} s"
+    )
