@@ -202,6 +202,7 @@ class Scheduler(Protocol):
         self,
         spec: ContainerSpec,
         *,
+        operation: int,
         timeout: float,
         on_line: Callable[[str], None],
         checkpoint: Callable[[], None],
@@ -211,7 +212,8 @@ class Scheduler(Protocol):
         Its output goes to ``on_line`` as it comes; ``checkpoint`` is called
         while it runs and may raise (a cancelled operation). Returns its exit
         status, or None when it ran past ``timeout`` seconds and was killed.
-        The container is removed however it ends.
+        The container is removed however it ends; one left by a server that
+        died goes as a one-off run's does, once ``operation`` has ended.
         """
         ...
 

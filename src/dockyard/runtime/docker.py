@@ -154,6 +154,7 @@ class DockerScheduler:
         self,
         spec: ContainerSpec,
         *,
+        operation: int,
         timeout: float,
         on_line: Callable[[str], None],
         checkpoint: Callable[[], None],
@@ -161,6 +162,7 @@ class DockerScheduler:
         return run_release_command(
             self._engine,
             spec,
+            operation=operation,
             port=APP_PORT,
             timeout=timeout,
             on_line=on_line,

@@ -6,7 +6,10 @@ network as its builds are: never the host's. The container has the
 release's environment and no registry credentials (the image is on the
 engine already), and is removed however it ends. It carries the
 installation's label and a label of its own, not ``dockyard.app``, so that
-nothing takes it for one of the app's containers.
+nothing takes it for one of the app's containers; and, as a one-off run's
+container does (``one_off``), the app's and its operation's, so that one
+a dead server left is removed once that operation has ended, and with its
+app.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dockyard.domain.containers import ContainerSpec
 from dockyard.domain.errors import ContainerRefused
 from dockyard.domain.refusals import explain_refusal
 from dockyard.runtime.engine import LABEL_INSTALLATION, LABEL_RELEASE, Engine
+from dockyard.runtime.one_off import LABEL_RUN, LABEL_RUN_APP
 
 LABEL_RELEASE_COMMAND = "dockyard.release-command"
 POLL_SECONDS = 0.05
@@ -35,6 +39,7 @@ def run_release_command(
     engine: Engine,
     spec: ContainerSpec,
     *,
+    operation: int,
     port: int,
     timeout: float,
     on_line: Callable[[str], None],
@@ -54,6 +59,8 @@ def run_release_command(
             LABEL_INSTALLATION: engine.installation,
             LABEL_RELEASE_COMMAND: spec.app,
             LABEL_RELEASE: str(spec.release),
+            LABEL_RUN_APP: spec.app,
+            LABEL_RUN: str(operation),
         },
         log_config=LogConfig(type="json-file", config={"max-size": "10m"}),
     )

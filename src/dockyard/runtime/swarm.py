@@ -369,6 +369,7 @@ class SwarmScheduler:
         self,
         spec: ContainerSpec,
         *,
+        operation: int,
         timeout: float,
         on_line: Callable[[str], None],
         checkpoint: Callable[[], None],
@@ -380,6 +381,7 @@ class SwarmScheduler:
         return run_release_command(
             self._engine,
             spec,
+            operation=operation,
             port=RELEASE_COMMAND_PORT,
             timeout=timeout,
             on_line=on_line,

@@ -104,7 +104,11 @@ def run_release_phase(
             environment=process_environment(values),
         )
         status = scheduler.run_release_command(
-            spec, timeout=timeout, on_line=line, checkpoint=run.check_cancelled
+            spec,
+            operation=run.operation.id,
+            timeout=timeout,
+            on_line=line,
+            checkpoint=run.check_cancelled,
         )
         if status != 0:
             raise ReleaseCommandFailed(failed_message(command, status, timeout))
