@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from datetime import UTC, datetime
 
 from tests.integration.registry import Registry
 from tests.integration.servers import DOCKYARD, Server
@@ -103,6 +105,25 @@ def test_logs_show_and_follow_the_containers_output(
     assert first.startswith("cmd.1 | tick ")
     assert second.startswith("cmd.1 | tick ")
     assert int(second.split()[-1]) == int(first.split()[-1]) + 1
+
+
+def test_logs_of_several_containers_are_merged_by_their_times(
+    server: Server, registry: Registry, app: str
+) -> None:
+    assert deploy(server, app, registry.image("ticker:v1"), *credentials(registry)).code == 0
+    scaled = server.cli("apps:scale", "--app", app, "cmd", "--container-count", "2")
+    assert scaled.code == 0, scaled.text
+    time.sleep(1.5)  # both tick a few times
+    stamped = server.cli("logs", "--app", app, "--no-follow", "--tail", "4", "--timestamps")
+    assert stamped.code == 0, stamped.text
+    lines = [line for line in stamped.out.splitlines() if " | tick " in line]
+    assert {line.split()[1] for line in lines} == {"cmd.1", "cmd.2"}, stamped.out
+    times = [datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")) for line in lines]
+    assert times == sorted(times), stamped.out  # one story, in order, not one per container
+    assert all(abs((datetime.now(UTC) - t).total_seconds()) < 120 for t in times)
+    plain = server.cli("logs", "--app", app, "--no-follow", "--tail", "2")
+    assert plain.code == 0 and plain.out.splitlines()
+    assert all(line.startswith(("cmd.1 | ", "cmd.2 | ")) for line in plain.out.splitlines())
 
 
 def test_logs_of_a_never_deployed_app(server: Server, app: str) -> None:

@@ -445,15 +445,16 @@ def apps_scale(
 @app_option
 @click.option("--tail", type=int, default=100, show_default=True, help="Lines to show first.")
 @click.option("--follow/--no-follow", default=True, help="Keep streaming new output.")
+@click.option("--timestamps", "-t", is_flag=True, help="Start each line with its time (UTC).")
 @pass_session
-def logs(session: Session, app: str, tail: int, follow: bool) -> None:
-    """Stream the output of the app's containers.
+def logs(session: Session, app: str, tail: int, follow: bool, timestamps: bool) -> None:
+    """Stream the output of the app's containers, merged in the order of their times.
 
     \b
     Example:
-      dockyard logs --app web --tail 20 --no-follow
+      dockyard logs --app web --tail 20 --no-follow --timestamps
     """
-    params = {"tail": tail, "follow": follow}
+    params = {"tail": tail, "follow": follow, "timestamps": timestamps}
     for line in session.client.lines(f"/apps/{app}/logs", params):
         echo(session.env, line)
 

@@ -26,6 +26,7 @@ from docker.types import LogConfig
 
 from dockyard.domain.containers import Container, ContainerSpec, RegistryCredentials, Runtime
 from dockyard.domain.errors import ContainerRefused
+from dockyard.domain.logs import split_stamp
 from dockyard.domain.recovery import Exit
 from dockyard.domain.refusals import explain_refusal
 from dockyard.domain.runs import OneOff, OneOffSpec
@@ -180,7 +181,7 @@ class DockerScheduler:
             def lines(keep: list[Any]) -> Iterator[str]:
                 try:
                     stream = self._client.api.logs(
-                        container_id, stream=True, follow=follow, tail=tail
+                        container_id, stream=True, follow=follow, tail=tail, timestamps=True
                     )
                     keep.append(stream)
                     pending = b""
@@ -188,9 +189,9 @@ class DockerScheduler:
                         pending += chunk
                         *complete, pending = pending.split(b"\n")
                         for line in complete:
-                            yield f"{prefix} | {line.decode('utf-8', 'replace')}"
+                            yield _stamped(prefix, line)
                     if pending:
-                        yield f"{prefix} | {pending.decode('utf-8', 'replace')}"
+                        yield _stamped(prefix, pending)
                 except (APIError, NotFound):
                     return
 
@@ -266,3 +267,9 @@ class DockerScheduler:
             exit_code=exit_code,
             restarts=int(found.get("RestartCount") or 0),  # inspected only
         )
+
+
+def _stamped(prefix: str, raw: bytes) -> str:
+    """``TIME web.1 | text`` from the engine's ``TIME text``."""
+    stamp, text = split_stamp(raw.decode("utf-8", "replace"))
+    return f"{stamp} {prefix} | {text}" if stamp else f"{prefix} | {text}"

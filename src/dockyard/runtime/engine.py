@@ -9,8 +9,10 @@ scheduler's containers and every backend's builds (``RUN`` steps) run there.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -22,6 +24,7 @@ from docker.utils import kwargs_from_env
 
 from dockyard.domain import errors
 from dockyard.domain.containers import ContainerSpec, RegistryCredentials
+from dockyard.domain.logs import time_key
 
 LABEL_INSTALLATION = "dockyard.installation"
 LABEL_APP = "dockyard.app"
@@ -124,11 +127,16 @@ class Engine:
         }
 
 
-def merge_lines(producers: list[Callable[[list[Any]], Iterator[str]]]) -> Iterator[str]:
-    """Lines of several log streams as they come, one thread per stream.
+MERGE_WINDOW = 0.25  # seconds a log line waits for earlier ones from other containers
 
-    Each producer appends the stream it reads to the list it is given, so
-    that the streams are closed when the reader stops.
+
+def merge_lines(producers: list[Callable[[list[Any]], Iterator[str]]]) -> Iterator[str]:
+    """Lines of several log streams, one thread per stream, in the order of their times.
+
+    Each line starts with the engine's time (``domain.logs``); a line is held
+    for ``MERGE_WINDOW`` seconds so that lines read meanwhile from the other
+    streams can go before it. Each producer appends the stream it reads to the
+    list it is given, so that the streams are closed when the reader stops.
     """
     lines: queue.Queue[str | None] = queue.Queue(maxsize=1000)
     streams: list[Any] = []
@@ -145,13 +153,27 @@ def merge_lines(producers: list[Callable[[list[Any]], Iterator[str]]]) -> Iterat
 
     def merged() -> Iterator[str]:
         running = len(producers)
+        held: list[tuple[str, int, float, str]] = []  # by time: (key, order, arrived, line)
+        order = 0
         try:
-            while running:
-                line = lines.get()
-                if line is None:
-                    running -= 1
-                else:
-                    yield line
+            while running or held:
+                if running:
+                    wait = (
+                        None if not held else max(0.0, held[0][2] + MERGE_WINDOW - time.monotonic())
+                    )
+                    try:
+                        line = lines.get(timeout=wait)
+                    except queue.Empty:
+                        pass
+                    else:
+                        if line is None:
+                            running -= 1
+                        else:
+                            heapq.heappush(held, (time_key(line), order, time.monotonic(), line))
+                            order += 1
+                now = time.monotonic()
+                while held and (not running or held[0][2] + MERGE_WINDOW <= now):
+                    yield heapq.heappop(held)[3]
         finally:
             for stream in streams:
                 stream.close()

@@ -56,6 +56,7 @@ from dockyard.domain.containers import (
     Runtime,
 )
 from dockyard.domain.images import ImageReference, built_repository
+from dockyard.domain.logs import split_stamp
 from dockyard.domain.recovery import Exit
 from dockyard.domain.runs import OneOff, OneOffSpec
 from dockyard.runtime.building import EngineBuilder
@@ -360,7 +361,7 @@ class SwarmScheduler:
         service_id, _, slot = container_id.partition("/")
         lines = [
             line
-            for found, line in self._service_lines(service_id, tail, follow=False, keep=[])
+            for found, _, line in self._service_lines(service_id, tail, follow=False, keep=[])
             if not slot or found == int(slot)
         ]
         return "".join(line + "\n" for line in lines)
@@ -390,15 +391,21 @@ class SwarmScheduler:
 
     def _service_lines(
         self, service_id: str, tail: int, *, follow: bool, keep: list[Any]
-    ) -> Iterator[tuple[int, str]]:
-        """The service's output as (slot, line); ``keep`` gets the stream, to close."""
+    ) -> Iterator[tuple[int, str, str]]:
+        """The service's output as (slot, time, line); ``keep`` gets the stream, to close."""
         try:
             slots = {
                 t["ID"]: int(t.get("Slot", 0))
                 for t in self._client.api.tasks(filters={"service": service_id})
             }
             stream = self._client.api.service_logs(
-                service_id, details=True, follow=follow, stdout=True, stderr=True, tail=str(tail)
+                service_id,
+                details=True,
+                follow=follow,
+                stdout=True,
+                stderr=True,
+                tail=str(tail),
+                timestamps=True,
             )
             keep.append(stream)
             pending = b""
@@ -406,7 +413,9 @@ class SwarmScheduler:
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
                 for raw in complete:
-                    details, _, line = raw.decode("utf-8", "replace").partition(" ")
+                    # TIME DETAILS TEXT: the engine's time, then the task's details.
+                    stamp, rest = split_stamp(raw.decode("utf-8", "replace"))
+                    details, _, line = rest.partition(" ")
                     task = next(
                         (
                             p[len(_DETAIL_TASK) :]
@@ -420,7 +429,7 @@ class SwarmScheduler:
                             (t["ID"], int(t.get("Slot", 0)))
                             for t in self._client.api.tasks(filters={"service": service_id})
                         )
-                    yield slots.get(task, 0), line
+                    yield slots.get(task, 0), stamp, line
         except (NotFound, APIError):
             return
 
@@ -432,10 +441,10 @@ class SwarmScheduler:
             name = service["Spec"].get("Labels", {}).get(LABEL_SERVICE, "")
 
             def lines(keep: list[Any]) -> Iterator[str]:
-                for slot, line in self._service_lines(
+                for slot, stamp, line in self._service_lines(
                     service["ID"], tail, follow=follow, keep=keep
                 ):
-                    yield f"{name}.{slot} | {line}"
+                    yield f"{stamp} {name}.{slot} | {line}" if stamp else f"{name}.{slot} | {line}"
 
             return lines
 

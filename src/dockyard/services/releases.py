@@ -15,6 +15,7 @@ from dockyard.domain.configuration import MASK, ConfigChange
 from dockyard.domain.containers import Container
 from dockyard.domain.errors import InvalidInput
 from dockyard.domain.images import ImageReference
+from dockyard.domain.logs import without_time
 from dockyard.domain.operations import OperationType
 from dockyard.domain.releases import HealthCheck, Release, ReleaseNotFound
 from dockyard.services import apps
@@ -173,14 +174,22 @@ def running(platform: Platform, app: records.App) -> Running:
 
 
 def logs(
-    platform: Platform, user: records.User, handle: str, *, tail: int, follow: bool
+    platform: Platform,
+    user: records.User,
+    handle: str,
+    *,
+    tail: int,
+    follow: bool,
+    timestamps: bool = False,
 ) -> Iterator[str]:
+    """The containers' lines in the order of their times, which ``timestamps`` shows."""
     app = apps.find(platform, user, handle)
     if tail < 0:
         raise InvalidInput(f"--tail must be 0 or more, not {tail}")
     if app.current_release_id is None:
         raise InvalidInput(f"app {app.handle!r} has never been deployed: it has no logs")
-    return platform.scheduler().app_logs(app.handle, tail, follow)
+    lines = platform.scheduler().app_logs(app.handle, tail, follow)
+    return lines if timestamps else (without_time(line) for line in lines)
 
 
 def nodes(platform: Platform, user: records.User) -> list[dict[str, Any]]:

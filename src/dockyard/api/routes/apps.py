@@ -136,9 +136,11 @@ def app_logs(
     user: CurrentUser,
     tail: TailLines = 100,
     follow: bool = False,
+    timestamps: bool = False,
 ) -> StreamingResponse:
-    """The containers' output as text lines, ``service.N | line``; ``follow`` streams on."""
-    lines = releases.logs(platform, user, handle, tail=tail, follow=follow)
+    """The containers' output as text lines, ``service.N | line``, in the order of their
+    times (``timestamps``: each line starts with it); ``follow`` streams on."""
+    lines = releases.logs(platform, user, handle, tail=tail, follow=follow, timestamps=timestamps)
     return StreamingResponse((line + "\n" for line in lines), media_type="text/plain")
 
 
