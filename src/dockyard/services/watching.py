@@ -103,6 +103,8 @@ def _look(
         app = store.find_app_by_id(release.app_id)
         if app is None or app.current_release_id != release.id:
             return  # deprovisioned, or another release is current
+        if _busy(platform, handle):
+            continue  # what an operation stops (the next deploy's retiring) is no crash
         for container_id, watched in list(watching.items()):
             now = scheduler.inspect(container_id)
             if now is None:
@@ -115,9 +117,22 @@ def _look(
             watching[container_id], why = verdict(
                 watched, now, answered=answered, at=time.monotonic() - begin
             )
-            if why is not None:
-                _roll_back(platform, app, release, why, health)
+            if why is None:
+                continue
+            # An operation may have begun since the look above, and stopped it.
+            app = store.find_app_by_id(release.app_id)
+            if app is None or app.current_release_id != release.id:
                 return
+            if _busy(platform, handle):
+                watching[container_id] = watched
+                break
+            _roll_back(platform, app, release, why, health)
+            return
+
+
+def _busy(platform: Platform, handle: str) -> bool:
+    """Whether an operation changes the app's containers now (here, or in another server)."""
+    return platform.app_lock(handle).locked() or handle in platform.store.busy_apps()
 
 
 def _roll_back(
