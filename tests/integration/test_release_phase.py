@@ -249,3 +249,9 @@ def test_a_pushed_repository_s_release_commands_run_on_deploy_and_rollback(
         "  | release from git"
     ), rolled.out
     assert [c["service"] for c in show(server, app)["containers"]] == ["web"]
+
+
+def test_no_user_may_take_the_platforms_name(server: Server) -> None:
+    taken = server.cli("users:create", "dockyard")
+    assert taken.code == 6, taken.text
+    assert "'dockyard' names the platform itself" in taken.err
