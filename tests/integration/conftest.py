@@ -41,7 +41,9 @@ def _postgres_admin_url() -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        backends = BACKENDS + (["swarm"] if getattr(metafunc.module, "ON_SWARM", False) else [])
+        # A module whose flows do not depend on the database names its own.
+        chosen = list(getattr(metafunc.module, "BACKENDS", BACKENDS))
+        backends = chosen + (["swarm"] if getattr(metafunc.module, "ON_SWARM", False) else [])
         metafunc.parametrize("backend", backends, indirect=True, scope="session")
 
 
