@@ -32,7 +32,8 @@ bench: install
 	@vars="$$(bash scripts/services.sh)" && set -a && eval "$$vars" && set +a && \
 	  $(BIN)/python bench/api.py && $(BIN)/python bench/deploy.py && \
 	  $(BIN)/python bench/deploy.py --runtime swarm && $(BIN)/python bench/git_deploy.py && \
-	  $(BIN)/python bench/deploy.py --sources && $(BIN)/python bench/run.py
+	  $(BIN)/python bench/deploy.py --sources && $(BIN)/python bench/run.py && \
+	  $(BIN)/python bench/rollback.py && $(BIN)/python bench/cli.py
 
 # The router outlives the server on purpose: clean stops the one `make run` left.
 clean:

@@ -51,10 +51,12 @@ WEB = (
 )
 
 
-def build_and_push(client: docker.DockerClient, base: str, tag: str, auth: dict[str, str]) -> None:
+def build_and_push(
+    client: docker.DockerClient, base: str, tag: str, auth: dict[str, str], page: str = "run-bench"
+) -> None:
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
-        data = WEB.format(base=base).encode()
+        data = WEB.format(base=base).replace("run-bench", page).encode()
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
