@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from deploy import command_seconds as median_seconds
 from harness import launch_server, stop_router
 
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
@@ -33,15 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def median_seconds(command: list[str], env: dict[str, str], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
 
 
 def main() -> None:
