@@ -29,8 +29,12 @@ async def get_user(
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> records.User:
-    # Async, with a cache in front of the store: no thread hop on the hot path.
-    token = credentials.credentials if credentials else None
+    return await user_of(platform, credentials.credentials if credentials else None)
+
+
+async def user_of(platform: Platform, token: str | None) -> records.User:
+    """The token's user; async, with a cache in front of the store: no thread hop on
+    the hot path. Requests (``get_user``) and WebSockets (``run``) both ask here."""
     user = accounts.cached_user(platform, token)
     if user is not None:
         return user

@@ -43,6 +43,9 @@ class Recoveries:
         self._stopping = threading.Event()
         self._throttle = Throttle()
         self._thread = threading.Thread(target=self._loop, name="recoveries", daemon=True)
+        # The containers waited for: a crash loop has one waiter, not one per crash.
+        self._rerouting: set[tuple[str, str, int]] = set()
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -58,25 +61,36 @@ class Recoveries:
                     told = record(self.platform, exit, self._throttle, time.monotonic())
                     if told:
                         log.info("%s: %s", exit.app, told)
+                    key = (exit.app, exit.service, exit.index)
+                    with self._lock:
+                        if key in self._rerouting:
+                            continue
+                        self._rerouting.add(key)
                     threading.Thread(
-                        target=self._reroute, args=(exit,), name="reroute", daemon=True
+                        target=self._reroute, args=(exit, key), name="reroute", daemon=True
                     ).start()
                 return
             except Exception as exc:
                 log.warning("reading container exits failed (%s); again in 5 s", exc)
                 self._stopping.wait(5)
 
-    def _reroute(self, exit: Exit) -> None:
+    def _reroute(self, exit: Exit, key: tuple[str, str, int]) -> None:
         """Route the restarted container's address as soon as it has one."""
-        scheduler = self.platform.scheduler()
-        deadline = time.monotonic() + 30
-        while not self._stopping.wait(0.2) and time.monotonic() < deadline:
-            back = [
-                c
-                for c in scheduler.containers(exit.app)
-                if c.service == exit.service and c.index == exit.index and c.running and c.address
-            ]
-            if back:
-                for action in reconcile_app(self.platform, exit.app):
-                    log.info("recovery: %s", action)
-                return
+        try:
+            scheduler = self.platform.scheduler()
+            deadline = time.monotonic() + 30
+            while not self._stopping.wait(0.2) and time.monotonic() < deadline:
+                back = [
+                    c
+                    for c in scheduler.containers(exit.app)
+                    if (c.service, c.index) == (exit.service, exit.index)
+                    and c.running
+                    and c.address
+                ]
+                if back:
+                    for action in reconcile_app(self.platform, exit.app):
+                        log.info("recovery: %s", action)
+                    return
+        finally:
+            with self._lock:
+                self._rerouting.discard(key)

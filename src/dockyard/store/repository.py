@@ -399,20 +399,7 @@ class Store:
                 )
                 if queued is not None and queued >= queue_limit:
                     raise TooManyQueued(app.handle, queued, queue_limit)
-            row = models.Operation(
-                app_id=app.id,
-                app_handle=app.handle,
-                type=type.value,
-                status=OperationStatus.QUEUED.value,
-                created_by_id=user.id or None,  # 0: the platform itself (no user row)
-                created_by=user.name,
-                created_at=now(),
-                payload=sealed,
-                message="",
-                cancel_requested=False,
-            )
-            s.add(row)
-            s.flush()
+            row = _new_operation(s, app, type, OperationStatus.QUEUED, user.id, user.name, sealed)
             return self._operation(row)
 
     def record_run(
@@ -425,46 +412,21 @@ class Store:
         """
         sealed = self._cipher.encrypt(json.dumps(payload))
         with self._write(changes_apps=False) as s:
-            at = now()
-            row = models.Operation(
-                app_id=app.id,
-                app_handle=app.handle,
-                type=OperationType.RUN.value,
-                status=OperationStatus.RUNNING.value,
-                created_by_id=user.id,
-                created_by=user.name,
-                created_at=at,
-                started_at=at,
-                payload=sealed,
-                message="",
-                cancel_requested=False,
-                worker_id=worker_id or None,
-            )
-            s.add(row)
-            s.flush()
+            row = _new_operation(
+                s, app, OperationType.RUN, OperationStatus.RUNNING, user.id, user.name, sealed,
+                started=True, worker_id=worker_id or None,
+            )  # fmt: skip
             return self._operation(row)
 
     def record_recovery(self, app: records.App, line: str) -> records.Operation:
         """A ``recover`` operation, finished as it is made: the platform restarted a container."""
+        sealed = self._cipher.encrypt("{}")
         with self._write(changes_apps=False) as s:
-            at = now()
-            row = models.Operation(
-                app_id=app.id,
-                app_handle=app.handle,
-                type=OperationType.RECOVER.value,
-                status=OperationStatus.SUCCEEDED.value,
-                created_by_id=None,
-                created_by=SYSTEM_USER,
-                created_at=at,
-                started_at=at,
-                finished_at=at,
-                payload=self._cipher.encrypt("{}"),
-                message=line,
-                cancel_requested=False,
-            )
-            s.add(row)
-            s.flush()
-            s.add(models.OperationLog(operation_id=row.id, line=line, at=at))
+            row = _new_operation(
+                s, app, OperationType.RECOVER, OperationStatus.SUCCEEDED, None, SYSTEM_USER,
+                sealed, started=True, finished=True, message=line,
+            )  # fmt: skip
+            s.add(models.OperationLog(operation_id=row.id, line=line, at=row.created_at))
             return self._operation(row)
 
     def finish_run(
@@ -1200,3 +1162,39 @@ class Store:
         """Every app, whoever may see it: the certificate keeper's view."""
         with self._read() as s:
             return [_app(row) for row in s.scalars(select(models.App).order_by(models.App.id))]
+
+
+def _new_operation(
+    s: Session,
+    app: records.App,
+    type: OperationType,
+    status: OperationStatus,
+    by_id: int | None,
+    by_name: str,
+    sealed: str,
+    *,
+    started: bool = False,
+    finished: bool = False,
+    message: str = "",
+    worker_id: str | None = None,
+) -> models.Operation:
+    """A new operation row of the app, made now (and started, finished now if asked)."""
+    at = now()
+    row = models.Operation(
+        app_id=app.id,
+        app_handle=app.handle,
+        type=type.value,
+        status=status.value,
+        created_by_id=by_id or None,  # 0: the platform itself (no user row)
+        created_by=by_name,
+        created_at=at,
+        started_at=at if started else None,
+        finished_at=at if finished else None,
+        payload=sealed,
+        message=message,
+        cancel_requested=False,
+        worker_id=worker_id,
+    )
+    s.add(row)
+    s.flush()
+    return row

@@ -28,11 +28,12 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.api.deps import user_of
 from dockyard.api.errors import INTERNAL_ERROR, STATUS
 from dockyard.api.schemas import OperationOut
 from dockyard.domain import errors
 from dockyard.domain.records import User
-from dockyard.services import accounts, one_off
+from dockyard.services import one_off
 from dockyard.services.context import Platform
 
 router = APIRouter(tags=["runs"])
@@ -80,11 +81,7 @@ def _request(message: Any) -> one_off.RunRequest:
 
 async def _user(platform: Platform, websocket: WebSocket) -> User:
     scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-    given = token.strip() if scheme.lower() == "bearer" else None
-    user = accounts.cached_user(platform, given)
-    if user is not None:
-        return user
-    return await run_in_threadpool(accounts.authenticate, platform, given)
+    return await user_of(platform, token.strip() if scheme.lower() == "bearer" else None)
 
 
 @router.websocket("/apps/{handle}/run")
